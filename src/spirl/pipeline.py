@@ -1,0 +1,188 @@
+"""The job plan that Snakemake and DVC share: stages, paths, commands, targets (DESIGN §4).
+
+Snakemake's rules (workflow/rules/*.smk) and the generated dvc.yaml files (src/sync_dvc_yaml.py)
+both take every command, output, upstream file and code dependency from here, so the two tools run
+identical jobs; tests/integration/test_dag_consistency.py checks Snakemake's real plan against DVC.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from spirl.config import ConfigError, Params, params_from_dict, read_params, to_plain, validate_schema
+
+PARAMS_FILE = "params.yaml"
+LIBRARY_CORE = ("src/spirl/__init__.py", "src/spirl/cli.py", "src/spirl/config.py", "src/spirl/io.py",
+                "src/spirl/runinfo.py", "src/spirl/seeding.py")
+
+
+def overlay_file(profile: str) -> str:
+    """The conf/ overlay that defines a profile (conf/full.yaml is a no-op)."""
+    return f"conf/{profile}.yaml"
+
+
+def param_files(profile: str) -> tuple[str, str]:
+    """The parameter files every job of a profile reads, in merge order."""
+    return (PARAMS_FILE, overlay_file(profile))
+
+
+def dvc_file(profile: str) -> str:
+    """Where DVC's mirror of a profile lives: the paper profile at the root, others under pipelines/."""
+    return "dvc.yaml" if profile == "full" else f"pipelines/{profile}/dvc.yaml"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One kind of job: a script, its code, its wildcards, and path templates.
+
+    Templates use {profile} and the stage's wildcards. Each input/output NAME becomes the script's
+    --in-NAME/--out-NAME option.
+    """
+
+    name: str
+    script: str
+    library: tuple[str, ...]
+    wildcards: tuple[str, ...]
+    inputs: Mapping[str, str]
+    outputs: Mapping[str, str]
+    sections: tuple[str, ...]
+    log: str
+
+    @property
+    def code(self) -> tuple[str, ...]:
+        """Code dependencies: the script, the library modules it uses, and the shared core."""
+        return tuple(dict.fromkeys((self.script, *self.library, *LIBRARY_CORE)))
+
+
+COLLECT = Stage(
+    name="collect",
+    script="src/collect_frames.py",
+    library=("src/spirl/atari.py", "src/spirl/collect.py"),
+    wildcards=("game",),
+    inputs={},
+    outputs={
+        "frames": "data/{profile}/frames/{game}/frames.npz",
+        "run": "data/{profile}/frames/{game}/run.json",
+    },
+    sections=("atari", "collect"),
+    log="work/{profile}/logs/collect/{game}.log",
+)
+
+STAGES: dict[str, Stage] = {stage.name: stage for stage in (COLLECT,)}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One concrete job: a stage with its wildcards filled for one profile."""
+
+    stage: Stage
+    profile: str
+    wildcards: Mapping[str, str]
+
+    def _fill(self, template: str) -> str:
+        return template.format(profile=self.profile, **self.wildcards)
+
+    @property
+    def name(self) -> str:
+        """Stable job name, e.g. collect-Frostbite (DVC's stage name: letters, digits, _ and - only)."""
+        return "-".join([self.stage.name, *(self.wildcards[w] for w in self.stage.wildcards)])
+
+    @property
+    def inputs(self) -> dict[str, str]:
+        return {k: self._fill(v) for k, v in self.stage.inputs.items()}
+
+    @property
+    def outputs(self) -> dict[str, str]:
+        return {k: self._fill(v) for k, v in self.stage.outputs.items()}
+
+    @property
+    def log(self) -> str:
+        return self._fill(self.stage.log)
+
+    @property
+    def cmd(self) -> str:
+        return command(self.stage, self.profile, self.wildcards)
+
+
+def command(stage: Stage, profile: str, wildcards: Mapping[str, str]) -> str:
+    """The exact shell command of a job, identical in Snakemake and DVC."""
+    fill = lambda template: template.format(profile=profile, **wildcards)  # noqa: E731
+    parts = ["PYTHONHASHSEED=0", "python", stage.script, "--params", *param_files(profile)]
+    parts += [f"--{w} {wildcards[w]}" for w in stage.wildcards]
+    parts += [f"--in-{k} {fill(v)}" for k, v in stage.inputs.items()]
+    parts += [f"--out-{k} {fill(v)}" for k, v in stage.outputs.items()]
+    parts += [f"--log {fill(stage.log)}"]
+    return " ".join(parts)
+
+
+def needed_games(params: Params) -> list[str]:
+    """Games that some requested table needs, in experiment.games order."""
+    wanted: set[str] = set()
+    for table in params.experiment.tables.values():
+        wanted.update(params.experiment.games if table.games == "all" else table.games)
+    return [g for g in params.experiment.games if g in wanted]
+
+
+def jobs(params: Params) -> list[Job]:
+    """Every job the requested tables need, for the params' profile, in a stable order."""
+    profile = params.experiment.profile
+    return [Job(COLLECT, profile, {"game": game}) for game in needed_games(params)]
+
+
+def targets(params: Params) -> list[str]:
+    """The final outputs of the DAG (Snakemake's rule all)."""
+    return [path for job in jobs(params) for path in job.outputs.values()]
+
+
+def dvc_document(params: Params, overlay: Mapping) -> dict:
+    """The dvc.yaml of the params' profile: one stage per job, the same command, deps and outs.
+
+    Args:
+        params: the profile's resolved params.
+        overlay: the raw conf/<profile>.yaml, to list which of its sections each stage reads.
+    """
+    profile = params.experiment.profile
+    wdir = "." if profile == "full" else "/".join(".." for _ in Path(dvc_file(profile)).parent.parts)
+    stages = {}
+    for job in jobs(params):
+        stage: dict = {"cmd": job.cmd}
+        if wdir != ".":
+            stage["wdir"] = wdir
+        stage["deps"] = [*job.stage.code, *job.inputs.values()]
+        stage["params"] = [{PARAMS_FILE: list(job.stage.sections)}]
+        overlay_sections = [s for s in job.stage.sections if s in overlay]
+        if overlay_sections:
+            stage["params"].append({overlay_file(profile): overlay_sections})
+        stage["outs"] = list(job.outputs.values())
+        stages[job.name] = stage
+    return {"stages": stages}
+
+
+def section_values(params: Params, stage: Stage) -> str:
+    """The stage's parameter sections as canonical JSON (Snakemake re-runs a job when they change)."""
+    return json.dumps({s: to_plain(getattr(params, s)) for s in stage.sections}, sort_keys=True)
+
+
+def check_snakemake_config(config: Mapping, root: Path = Path(".")) -> Params:
+    """Validate Snakemake's merged config and check it is exactly params.yaml + conf/<profile>.yaml.
+
+    Scripts receive only those two files, so a `--config` or another `--configfile` would silently
+    make Snakemake and the jobs disagree; this refuses that before any job runs.
+    """
+    raw = to_plain(config)
+    profile = raw.get("experiment", {}).get("profile", "?")
+    source = f"Snakemake config ({' + '.join(param_files(profile))})"
+    validate_schema(raw, source=source)
+    params = params_from_dict(raw, source=source)
+    files = [root / f for f in param_files(profile)]
+    if not files[1].is_file():
+        raise ConfigError(f"experiment.profile = {profile!r} but {files[1]} does not exist; add it to conf/")
+    if read_params(files) != raw:
+        raise ConfigError(
+            f"the config Snakemake sees differs from {' + '.join(param_files(profile))}; put every change in "
+            f"{overlay_file(profile)} (or a new conf/ profile) instead of --config or another --configfile"
+        )
+    return params

@@ -1,0 +1,67 @@
+"""Provenance for every output directory's run.json: config, seeds, commit, versions, device, time."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from spirl.config import REPO_ROOT
+
+# Libraries whose version is recorded when the job has imported them.
+_TRACKED = ("numpy", "torch", "ale_py", "cv2", "gymnasium", "pandas", "matplotlib", "yaml")
+
+
+def git_commit() -> str | None:
+    """The repository's HEAD commit, with '-dirty' if tracked files changed; None outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("-dirty" if dirty else "")
+
+
+def library_versions() -> dict[str, str]:
+    """Python and the versions of the tracked libraries this process has imported."""
+    versions = {"python": platform.python_version()}
+    for name in _TRACKED:
+        module = sys.modules.get(name)
+        if module is not None:
+            versions[name] = str(getattr(module, "__version__", "unknown"))
+    return versions
+
+
+def device_info() -> dict[str, Any]:
+    """The machine: platform, CPU count, and the GPU if torch is loaded and sees one."""
+    info: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(),
+                            "cpu_count": os.cpu_count()}
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def run_record(*, stage: str, params: Mapping[str, Any], wildcards: Mapping[str, Any],
+               seeds: Mapping[str, int], wall_time_s: float, extra: Mapping[str, Any] | None = None) -> dict:
+    """The run.json content of one job."""
+    record = {
+        "stage": stage,
+        "wildcards": dict(wildcards),
+        "seeds": dict(seeds),
+        "params": dict(params),
+        "git_commit": git_commit(),
+        "versions": library_versions(),
+        "device": device_info(),
+        "command": [sys.executable, *sys.argv],
+        "finished_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "wall_time_s": round(wall_time_s, 3),
+    }
+    record.update(extra or {})
+    return record

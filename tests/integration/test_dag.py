@@ -1,0 +1,143 @@
+"""The DAG: Snakemake's real plan equals DVC's stages, and bad params stop Snakemake before any job."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from spirl.config import REPO_ROOT as ROOT
+from spirl.config import load_params
+from spirl.pipeline import COLLECT, dvc_file, param_files
+
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PYTHONHASHSEED": "0"}
+PROFILES = ["full", "smoke"]
+
+
+def _run(args: list[str], cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300)
+
+
+def snakemake_plan(profile: str, cwd: Path = ROOT) -> dict[frozenset, dict]:
+    """Jobs of `snakemake -n -p --forceall` keyed by their output set: rule, inputs, command."""
+    args = [str(BIN / "snakemake"), "-n", "-p", "--forceall", "-c1"]
+    if profile != "full":
+        args += ["--configfile", f"conf/{profile}.yaml"]
+    proc = _run(args, cwd)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    jobs: dict[frozenset, dict] = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:\n)", proc.stdout + proc.stderr):
+        head = re.match(r"(?:local)?rule (\w+):\n", block)
+        if not head or head.group(1) == "all":
+            continue
+        fields = dict(re.findall(r"^    (\w+): (.*)$", block, flags=re.M))
+        cmd = re.search(r"^Shell command: (.*)$", block, flags=re.M)
+        outputs = frozenset(fields["output"].split(", "))
+        jobs[outputs] = {"rule": head.group(1), "inputs": set(fields.get("input", "").split(", ")) - {""},
+                         "cmd": cmd.group(1).strip() if cmd else None}
+    return jobs
+
+
+def dvc_plan(profile: str) -> dict[frozenset, dict]:
+    """Stages of the profile's DVC file keyed by their output set: name, deps, params, command."""
+    from dvc.dependency.param import ParamsDependency
+    from dvc.repo import Repo
+
+    target = ROOT / dvc_file(profile)
+    stages: dict[frozenset, dict] = {}
+    with Repo(str(ROOT)) as repo:
+        for stage in repo.index.stages:
+            if Path(stage.dvcfile.path).resolve() != target.resolve():
+                continue
+            rel = lambda p: os.path.relpath(p, ROOT)  # noqa: E731
+            deps = {rel(d.fs_path) for d in stage.deps if not isinstance(d, ParamsDependency)}
+            params = {rel(d.fs_path): set(d.params) for d in stage.deps if isinstance(d, ParamsDependency)}
+            outputs = frozenset(rel(o.fs_path) for o in stage.outs)
+            stages[outputs] = {"name": stage.name, "deps": deps, "params": params, "cmd": stage.cmd}
+    return stages
+
+
+def test_committed_dvc_files_are_current():
+    proc = _run([sys.executable, "src/sync_dvc_yaml.py", "--check"])
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_snakemake_and_dvc_plan_the_same_jobs(profile):
+    smk, dvc = snakemake_plan(profile), dvc_plan(profile)
+    assert smk, "Snakemake planned no job"
+    assert set(smk) == set(dvc), "outputs differ"
+    for outputs, job in smk.items():
+        stage = dvc[outputs]
+        assert job["cmd"] == stage["cmd"], (job["cmd"], stage["cmd"])
+        assert job["inputs"] == stage["deps"], (outputs, job["inputs"] ^ stage["deps"])
+        assert f"--params {' '.join(param_files(profile))} " in job["cmd"]
+        if job["rule"] == "collect":
+            assert set(COLLECT.code) <= stage["deps"]
+            assert stage["params"]["params.yaml"] == {"atari", "collect"}
+
+
+def test_paper_profile_plans_collection_for_the_four_games():
+    smk = snakemake_plan("full")
+    games = sorted(re.search(r"--game (\w+)", j["cmd"]).group(1) for j in smk.values() if j["rule"] == "collect")
+    assert games == ["BattleZone", "Frostbite", "MsPacman", "Seaquest"]
+    proc = _run([str(BIN / "dvc"), "repro", "--dry", "--force", "dvc.yaml"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    dvc_cmds = set(re.findall(r"^> (.*)$", proc.stdout, flags=re.M))
+    assert dvc_cmds == {j["cmd"] for j in smk.values()}
+
+
+def test_outputs_are_namespaced_per_profile():
+    for profile in PROFILES:
+        params = load_params([ROOT / f for f in param_files(profile)])
+        for outputs in snakemake_plan(profile):
+            assert all(o.startswith((f"data/{params.experiment.profile}/", f"results/{profile}/"))
+                       for o in outputs)
+
+
+# --- a bad params.yaml stops Snakemake before any job ---------------------------------------------
+
+BAD = {
+    "unknown": (lambda p: p["collect"].update(frames_per_gam={}), "frames_per_gam"),
+    "mistyped": (lambda p: p["atari"].update(frame_skip="four"), "atari.frame_skip"),
+    "missing": (lambda p: p["collect"].pop("first_life_only"), "first_life_only"),
+}
+
+
+@pytest.fixture(scope="module")
+def workflow_copy(tmp_path_factory) -> Path:
+    """A copy of what Snakemake reads, to break params.yaml in."""
+    root = tmp_path_factory.mktemp("repo")
+    for name in ["Snakefile", "params.yaml"]:
+        shutil.copy(ROOT / name, root / name)
+    for name in ["workflow", "src", "conf", "profiles"]:
+        shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    return root
+
+
+@pytest.mark.parametrize("kind", sorted(BAD))
+def test_bad_params_fail_snakemake_before_any_job(workflow_copy, kind):
+    mutate, key = BAD[kind]
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    mutate(params)
+    (workflow_copy / "params.yaml").write_text(yaml.safe_dump(params))
+    proc = _run([str(BIN / "snakemake"), "-n", "-c1"], cwd=workflow_copy)
+    assert proc.returncode != 0
+    assert "ConfigError" in proc.stderr + proc.stdout and key in proc.stderr + proc.stdout
+    assert "Job stats" not in proc.stdout + proc.stderr
+    assert not (workflow_copy / "data").exists()
+
+
+def test_config_overrides_outside_conf_are_refused(workflow_copy):
+    shutil.copy(ROOT / "params.yaml", workflow_copy / "params.yaml")
+    (workflow_copy / "extra.yaml").write_text("collect: {seed: 3}\n")  # valid, but the jobs would not see it
+    proc = _run([str(BIN / "snakemake"), "-n", "-c1", "--configfile", "extra.yaml"], cwd=workflow_copy)
+    assert proc.returncode != 0
+    assert "differs from params.yaml + conf/full.yaml" in proc.stdout + proc.stderr
