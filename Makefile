@@ -31,6 +31,7 @@ smoke: setup
 	snakemake -j$(JOBS) --configfile conf/smoke.yaml
 
 test: setup
+	ruff check src tests bench
 	$(PY) -m pytest -q
 
 lint: setup

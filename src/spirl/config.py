@@ -40,7 +40,7 @@ class RunSpec:
 
 @dataclass(frozen=True)
 class TableSpec:
-    games: Union[Literal["all"], tuple[str, ...]]
+    games: Literal["all"] | tuple[str, ...]
     runs: tuple[RunSpec, ...]
 
 
@@ -106,7 +106,7 @@ class MAEParams:
 class SaliencyParams:
     selection: Literal["dynamic", "fixed", "all"]
     xscale: float
-    mr: Union[Literal["paper", "paper_star", "auto"], float]
+    mr: Literal["paper", "paper_star", "auto"] | float
     mr_offset: float
     paper_mr: Mapping[str, float]
     paper_mr_star: Mapping[str, float]
@@ -261,7 +261,7 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         if Ellipsis not in args and len(value) != len(args):
             raise ConfigError(f"{where} = {value!r} has {len(value)} items: expected exactly {len(args)}")
         item_types = [args[0]] * len(value) if Ellipsis in args else list(args)
-        return tuple(_convert(v, t, f"{where}[{i}]") for i, (v, t) in enumerate(zip(value, item_types)))
+        return tuple(_convert(v, t, f"{where}[{i}]") for i, (v, t) in enumerate(zip(value, item_types, strict=True)))
     if origin in (Mapping, dict):
         if not isinstance(value, dict):
             raise _bad(where, value, tp)
