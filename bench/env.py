@@ -28,8 +28,7 @@ import ale_py
 import cv2
 import numpy as np
 
-from spirl.atari import AtariEnv, derive_seeds, make_ale, rom_id
-from spirl.collect import make_env
+from spirl.atari import AtariEnv, derive_seeds, make_ale, make_env, rom_id
 from spirl.config import AtariParams, load_params
 from spirl.io import write_json
 from spirl.runinfo import device_info, git_commit, library_versions

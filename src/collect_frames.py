@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from spirl.atari import make_env
 from spirl.cli import base_parser, setup_logging
-from spirl.collect import collect_random_frames, make_env, summarize
+from spirl.collect import collect_random_frames, summarize
 from spirl.config import ConfigError, load_params, to_plain
 from spirl.io import write_json, write_npz
 from spirl.runinfo import run_record

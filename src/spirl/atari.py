@@ -25,6 +25,8 @@ import cv2
 import numpy as np
 from ale_py import Action, ALEInterface, LoggerMode, roms
 
+from spirl.config import AtariParams
+
 MODES = ("train", "eval")
 SCREEN_SHAPE = (210, 160, 3)  # raw ALE RGB screen, HWC
 NOOP = Action.NOOP.value
@@ -285,3 +287,17 @@ class AtariEnv:
     def _observation(self) -> np.ndarray:
         """Return a fresh stack of the frames, oldest first, ``[frame_stack, S, S, 3]``."""
         return np.concatenate(self._stack_parts[self._newest])
+
+
+def make_env(game: str, seed: int, mode: str, atari: AtariParams) -> AtariEnv:
+    """The one Atari wrapper, configured by the `atari` section of params.yaml.
+
+    Args:
+        game: game name, e.g. "Frostbite".
+        seed: this env's own seed (derive it per env; see spirl.seeding).
+        mode: "train" (life-loss terminal, clipped rewards) or "eval" (game over, raw score).
+        atari: the validated `atari` parameters.
+    """
+    return AtariEnv(game, seed=seed, mode=mode, frame_size_px=atari.frame_size_px, frame_skip=atari.frame_skip,
+                    frame_stack=atari.frame_stack, max_noops=atari.max_noops,
+                    max_episode_agent_steps=atari.max_episode_agent_steps, fire_on_reset=atari.fire_on_reset)

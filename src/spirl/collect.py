@@ -18,7 +18,6 @@ from collections.abc import Callable
 import numpy as np
 
 from spirl.atari import AtariEnv
-from spirl.config import AtariParams
 
 ARRAY_DTYPES = {
     "frames": np.uint8,
@@ -29,21 +28,6 @@ ARRAY_DTYPES = {
     "truncated": np.bool_,
     "episodes": np.int32,
 }
-
-
-def make_env(game: str, seed: int, mode: str, atari: AtariParams) -> AtariEnv:
-    """The one Atari wrapper with the parameters of the `atari` section."""
-    return AtariEnv(
-        game,
-        seed=seed,
-        mode=mode,
-        frame_size_px=atari.frame_size_px,
-        frame_skip=atari.frame_skip,
-        frame_stack=atari.frame_stack,
-        max_noops=atari.max_noops,
-        max_episode_agent_steps=atari.max_episode_agent_steps,
-        fire_on_reset=atari.fire_on_reset,
-    )
 
 
 def collect_random_frames(

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spirl.collect import ARRAY_DTYPES, collect_random_frames, make_env, summarize
+from spirl.atari import make_env
+from spirl.collect import ARRAY_DTYPES, collect_random_frames, summarize
 from spirl.config import REPO_ROOT as ROOT
 from spirl.config import AtariParams
 
