@@ -21,6 +21,7 @@ PROFILE = PARAMS.experiment.profile
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/collect.smk"
+include: "workflow/rules/mae.smk"
 
 
 rule all:

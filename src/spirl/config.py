@@ -181,6 +181,9 @@ class ReportParams:
     ci_level: float
     seed: int
     attention_mass: float
+    fig2_frames: int
+    fig3_frames: int
+    fig3_fixed_ratios: tuple[float, ...]
     fig6_frames: int
 
 
@@ -444,6 +447,29 @@ def resolve_variant(params: Params, variant: str) -> Params:
         raw = {**to_plain(current), **_thaw(values)}
         changes[section] = build_dataclass(cls, raw, where)
     return dataclasses.replace(params, **changes)
+
+
+def resolve_mr(saliency: SaliencyParams, game: str, estimated_mr_star: float | None = None) -> float:
+    """The maximal ratio mr a run uses (SPEC §6): saliency.mr (+ saliency.mr_offset) for `game`.
+
+    saliency.mr: "paper" (the adopted published ratio), "paper_star" (Tab. 3's mr*), "auto" (the
+    mr* estimated from the pre-training frames, passed in) or a ratio. Rounded to 1e-6.
+    """
+    if saliency.mr == "paper":
+        base = saliency.paper_mr[game]
+    elif saliency.mr == "paper_star":
+        base = saliency.paper_mr_star[game]
+    elif saliency.mr == "auto":
+        if estimated_mr_star is None:
+            raise ConfigError("saliency.mr = 'auto' needs the estimated mr* of " + game + " (estimate_mr output)")
+        base = estimated_mr_star
+    else:
+        base = float(saliency.mr)
+    ratio = round(base + saliency.mr_offset, 6)
+    if not 0 < ratio <= 1:
+        raise ConfigError(f"saliency.mr {saliency.mr!r} + saliency.mr_offset {saliency.mr_offset} gives {ratio} for "
+                          f"{game}; allowed: a ratio in (0, 1]")
+    return ratio
 
 
 def _thaw(value: Any) -> Any:

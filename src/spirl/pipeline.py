@@ -8,7 +8,7 @@ identical jobs; tests/integration/test_dag_consistency.py checks Snakemake's rea
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,8 +38,10 @@ def dvc_file(profile: str) -> str:
 class Stage:
     """One kind of job: a script, its code, its wildcards, and path templates.
 
-    Templates use {profile} and the stage's wildcards. Each input/output NAME becomes the script's
-    --in-NAME/--out-NAME option.
+    Templates use {profile} and the stage's wildcards. An input template that uses {game} in a stage
+    without a game wildcard gathers that file from every needed game (e.g. Fig. 8 reads all games).
+    Each input/output NAME becomes the script's --in-NAME/--out-NAME option; `work` (a scratch folder
+    for resume checkpoints, not a declared output) becomes --work.
     """
 
     name: str
@@ -50,6 +52,7 @@ class Stage:
     outputs: Mapping[str, str]
     sections: tuple[str, ...]
     log: str
+    work: str | None = None
 
     @property
     def code(self) -> tuple[str, ...]:
@@ -57,21 +60,68 @@ class Stage:
         return tuple(dict.fromkeys((self.script, *self.library, *LIBRARY_CORE)))
 
 
+MAE_LIBRARY = ("src/spirl/mae.py", "src/spirl/saliency.py", "src/spirl/selection.py", "src/spirl/pretrain.py",
+               "src/spirl/runtime.py", "src/spirl/plots.py")
+
 COLLECT = Stage(
     name="collect",
     script="src/collect_frames.py",
     library=("src/spirl/atari.py", "src/spirl/collect.py"),
     wildcards=("game",),
     inputs={},
-    outputs={
-        "frames": "data/{profile}/frames/{game}/frames.npz",
-        "run": "data/{profile}/frames/{game}/run.json",
-    },
+    outputs={"frames": "data/{profile}/frames/{game}/frames.npz", "run": "data/{profile}/frames/{game}/run.json"},
     sections=("atari", "collect"),
     log="work/{profile}/logs/collect/{game}.log",
 )
 
-STAGES: dict[str, Stage] = {stage.name: stage for stage in (COLLECT,)}
+PRETRAIN_MAE = Stage(
+    name="pretrain_mae",
+    script="src/pretrain_mae.py",
+    library=MAE_LIBRARY,
+    wildcards=("game",),
+    inputs={"frames": COLLECT.outputs["frames"]},
+    outputs={"model": "data/{profile}/mae/{game}/model.npz", "loss-csv": "data/{profile}/mae/{game}/loss.csv",
+             "loss-png": "data/{profile}/mae/{game}/loss.png", "run": "data/{profile}/mae/{game}/run.json"},
+    sections=("mae", "runtime"),
+    log="work/{profile}/logs/pretrain_mae/{game}.log",
+    work="work/{profile}/mae/{game}",
+)
+
+ESTIMATE_MR = Stage(
+    name="estimate_mr",
+    script="src/estimate_mr.py",
+    library=MAE_LIBRARY,
+    wildcards=("game",),
+    inputs={"model": PRETRAIN_MAE.outputs["model"], "frames": COLLECT.outputs["frames"]},
+    outputs={"mr": "results/{profile}/mr/{game}/mr.json", "ks": "results/{profile}/mr/{game}/ks.npz"},
+    sections=("saliency", "runtime"),
+    log="work/{profile}/logs/estimate_mr/{game}.log",
+)
+
+SALIENCY_FIGURES = Stage(
+    name="saliency_figures",
+    script="src/saliency_figures.py",
+    library=MAE_LIBRARY,
+    wildcards=("game",),
+    inputs={"model": PRETRAIN_MAE.outputs["model"], "frames": COLLECT.outputs["frames"],
+            "mr": ESTIMATE_MR.outputs["mr"]},
+    outputs={"fig2": "reports/{profile}/fig2/{game}.png", "fig3": "reports/{profile}/fig3/{game}.png"},
+    sections=("saliency", "report", "runtime"),
+    log="work/{profile}/logs/saliency_figures/{game}.log",
+)
+
+FIG8 = Stage(
+    name="fig8",
+    script="src/make_fig8.py",
+    library=("src/spirl/plots.py",),
+    wildcards=(),
+    inputs={"mr": ESTIMATE_MR.outputs["mr"]},
+    outputs={"fig8": "reports/{profile}/fig8.png"},
+    sections=("saliency",),
+    log="work/{profile}/logs/fig8.log",
+)
+
+STAGES: dict[str, Stage] = {s.name: s for s in (COLLECT, PRETRAIN_MAE, ESTIMATE_MR, SALIENCY_FIGURES, FIG8)}
 
 
 @dataclass(frozen=True)
@@ -81,9 +131,7 @@ class Job:
     stage: Stage
     profile: str
     wildcards: Mapping[str, str]
-
-    def _fill(self, template: str) -> str:
-        return template.format(profile=self.profile, **self.wildcards)
+    games: tuple[str, ...] = ()  # the games an aggregate input gathers
 
     @property
     def name(self) -> str:
@@ -91,30 +139,48 @@ class Job:
         return "-".join([self.stage.name, *(self.wildcards[w] for w in self.stage.wildcards)])
 
     @property
-    def inputs(self) -> dict[str, str]:
-        return {k: self._fill(v) for k, v in self.stage.inputs.items()}
+    def inputs(self) -> dict[str, list[str]]:
+        return expand_inputs(self.stage, self.profile, self.wildcards, self.games)
 
     @property
     def outputs(self) -> dict[str, str]:
-        return {k: self._fill(v) for k, v in self.stage.outputs.items()}
+        return {k: fill(v, self.profile, self.wildcards) for k, v in self.stage.outputs.items()}
 
     @property
     def log(self) -> str:
-        return self._fill(self.stage.log)
+        return fill(self.stage.log, self.profile, self.wildcards)
 
     @property
     def cmd(self) -> str:
-        return command(self.stage, self.profile, self.wildcards)
+        return command(self.stage, self.profile, self.wildcards, self.games)
 
 
-def command(stage: Stage, profile: str, wildcards: Mapping[str, str]) -> str:
+def fill(template: str, profile: str, wildcards: Mapping[str, str]) -> str:
+    """A path template with the profile and wildcards filled in."""
+    return template.format(profile=profile, **wildcards)
+
+
+def expand_inputs(stage: Stage, profile: str, wildcards: Mapping[str, str],
+                  games: Sequence[str]) -> dict[str, list[str]]:
+    """Input paths by name; a {game} template in a stage without a game wildcard spans `games`."""
+    out = {}
+    for name, template in stage.inputs.items():
+        if "{game}" in template and "game" not in stage.wildcards:
+            out[name] = [fill(template, profile, {**wildcards, "game": g}) for g in games]
+        else:
+            out[name] = [fill(template, profile, wildcards)]
+    return out
+
+
+def command(stage: Stage, profile: str, wildcards: Mapping[str, str], games: Sequence[str] = ()) -> str:
     """The exact shell command of a job, identical in Snakemake and DVC."""
-    fill = lambda template: template.format(profile=profile, **wildcards)  # noqa: E731
     parts = ["PYTHONHASHSEED=0", "python", stage.script, "--params", *param_files(profile)]
     parts += [f"--{w} {wildcards[w]}" for w in stage.wildcards]
-    parts += [f"--in-{k} {fill(v)}" for k, v in stage.inputs.items()]
-    parts += [f"--out-{k} {fill(v)}" for k, v in stage.outputs.items()]
-    parts += [f"--log {fill(stage.log)}"]
+    parts += [f"--in-{k} {' '.join(v)}" for k, v in expand_inputs(stage, profile, wildcards, games).items()]
+    parts += [f"--out-{k} {fill(v, profile, wildcards)}" for k, v in stage.outputs.items()]
+    if stage.work is not None:
+        parts += [f"--work {fill(stage.work, profile, wildcards)}"]
+    parts += [f"--log {fill(stage.log, profile, wildcards)}"]
     return " ".join(parts)
 
 
@@ -128,8 +194,10 @@ def needed_games(params: Params) -> list[str]:
 
 def jobs(params: Params) -> list[Job]:
     """Every job the requested tables need, for the params' profile, in a stable order."""
-    profile = params.experiment.profile
-    return [Job(COLLECT, profile, {"game": game}) for game in needed_games(params)]
+    profile, games = params.experiment.profile, tuple(needed_games(params))
+    per_game = [Job(stage, profile, {"game": g}) for stage in (COLLECT, PRETRAIN_MAE, ESTIMATE_MR, SALIENCY_FIGURES)
+                for g in games]
+    return [*per_game, Job(FIG8, profile, {}, games)]
 
 
 def targets(params: Params) -> list[str]:
@@ -151,7 +219,7 @@ def dvc_document(params: Params, overlay: Mapping) -> dict:
         stage: dict = {"cmd": job.cmd}
         if wdir != ".":
             stage["wdir"] = wdir
-        stage["deps"] = [*job.stage.code, *job.inputs.values()]
+        stage["deps"] = [*job.stage.code, *(p for paths in job.inputs.values() for p in paths)]
         stage["params"] = [{PARAMS_FILE: list(job.stage.sections)}]
         overlay_sections = [s for s in job.stage.sections if s in overlay]
         if overlay_sections:

@@ -216,3 +216,17 @@ def test_schema_and_dataclasses_agree():
     for section, cls in C.OVERRIDABLE.items():
         assert set(override_props[section]["properties"]) == {f.name for f in dataclasses.fields(cls)}
         assert "required" not in override_props[section]
+
+
+def test_resolve_mr_per_setting():
+    params = C.load_params([ROOT / "params.yaml"])
+    sal = params.saliency
+    assert C.resolve_mr(sal, "Frostbite") == 0.35
+    assert C.resolve_mr(dataclasses.replace(sal, mr="paper_star", mr_offset=-0.05), "Frostbite") == 0.35
+    assert C.resolve_mr(dataclasses.replace(sal, mr="paper_star", mr_offset=0.05), "Seaquest") == 0.25
+    assert C.resolve_mr(dataclasses.replace(sal, mr=0.5), "MsPacman") == 0.5
+    assert C.resolve_mr(dataclasses.replace(sal, mr="auto"), "MsPacman", 0.4) == 0.4
+    with pytest.raises(ConfigError, match="needs the estimated mr"):
+        C.resolve_mr(dataclasses.replace(sal, mr="auto"), "MsPacman")
+    with pytest.raises(ConfigError, match=r"gives -0.05 for Seaquest"):
+        C.resolve_mr(dataclasses.replace(sal, mr=0.1, mr_offset=-0.15), "Seaquest")

@@ -4,11 +4,11 @@ rule collect:
     input:
         code=pipeline.COLLECT.code,
     output:
-        **pipeline.Job(pipeline.COLLECT, PROFILE, {"game": "{game}"}).outputs,
+        **stage_job(pipeline.COLLECT).outputs,
     log:
-        pipeline.Job(pipeline.COLLECT, PROFILE, {"game": "{game}"}).log,
+        stage_job(pipeline.COLLECT).log,
     params:
-        cmd=lambda wc: pipeline.command(pipeline.COLLECT, PROFILE, {"game": wc.game}),
+        cmd=stage_cmd(pipeline.COLLECT),
         sections=pipeline.section_values(PARAMS, pipeline.COLLECT),
     threads: 1
     shell:

@@ -1,4 +1,17 @@
-# Shared settings of every rule: wildcard constraints from the validated params.
+# Shared by every rule: wildcard constraints and the paths/commands of each stage, all taken from
+# src/spirl/pipeline.py (the plan DVC's files are generated from).
+
+GAMES = tuple(pipeline.needed_games(PARAMS))
 
 wildcard_constraints:
     game="|".join(PARAMS.experiment.games),
+
+
+def stage_job(stage):
+    """The stage's job with Snakemake wildcards ({game}) left in its paths."""
+    return pipeline.Job(stage, PROFILE, {w: "{" + w + "}" for w in stage.wildcards}, GAMES)
+
+
+def stage_cmd(stage):
+    """Snakemake params function: the job's exact command (identical to DVC's cmd)."""
+    return lambda wildcards: pipeline.command(stage, PROFILE, dict(wildcards), GAMES)
