@@ -185,3 +185,23 @@ def embed_selected(model: MaskedAutoencoder, frames: np.ndarray | torch.Tensor,
         tokens = torch.gather(embedded, 1, safe[..., None].expand(-1, -1, embedded.shape[-1]))  # [B, k_max, D]
         out = model.encode(tokens, valid)[:, 1:] + model.encoder_pos_embed[0, 1:][safe]  # [B, k_max, D]
         return torch.where(valid[..., None], out.float(), 0.0)
+
+
+def error_map_reference(model: MaskedAutoencoder, frame: np.ndarray) -> torch.Tensor:
+    """The naive baseline (as the released code runs it): one frame, one full pass per target patch, fp32.
+
+    For benchmarks only (bench/saliency.py compares error_map against it). Args: frame uint8 [H, W, C].
+    Returns: float32 [N].
+    """
+    device = _device(model)
+    c = model.config
+    out = torch.empty(c.num_patches, device=device)
+    with _inference(model):
+        patches = patchify(frames_to_tensor(frame[None], device), c.patch_size)  # [1, N, P]
+        target = normalized_patches(patches, c.norm_pix_eps)[0]  # [N, P]
+        embedded = model.embed(patches)  # [1, N, D]
+        for targets, visible in neighbourhood_groups(c.grid):
+            for t, vis in zip(targets.tolist(), visible.to(device), strict=True):
+                pred = model.decode(model.encode(embedded[:, vis]), vis[None])[0, t]  # [P]
+                out[t] = ((pred - target[t]) ** 2).mean()
+    return out

@@ -14,7 +14,7 @@ import yaml
 
 from spirl.config import REPO_ROOT as ROOT
 from spirl.config import load_params
-from spirl.pipeline import COLLECT, dvc_file, param_files
+from spirl.pipeline import STAGES, dvc_file, param_files
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PYTHONHASHSEED": "0"}
@@ -79,15 +79,18 @@ def test_snakemake_and_dvc_plan_the_same_jobs(profile):
         assert job["cmd"] == stage["cmd"], (job["cmd"], stage["cmd"])
         assert job["inputs"] == stage["deps"], (outputs, job["inputs"] ^ stage["deps"])
         assert f"--params {' '.join(param_files(profile))} " in job["cmd"]
-        if job["rule"] == "collect":
-            assert set(COLLECT.code) <= stage["deps"]
-            assert stage["params"]["params.yaml"] == {"atari", "collect"}
+        rule_stage = STAGES[job["rule"]]
+        assert set(rule_stage.code) <= stage["deps"]
+        assert stage["params"]["params.yaml"] == set(rule_stage.sections)
 
 
-def test_paper_profile_plans_collection_for_the_four_games():
+def test_paper_profile_plans_every_per_game_stage_for_the_four_games():
     smk = snakemake_plan("full")
-    games = sorted(re.search(r"--game (\w+)", j["cmd"]).group(1) for j in smk.values() if j["rule"] == "collect")
-    assert games == ["BattleZone", "Frostbite", "MsPacman", "Seaquest"]
+    for rule in ["collect", "pretrain_mae", "estimate_mr", "saliency_figures"]:
+        games = sorted(re.search(r"--game (\w+)", j["cmd"]).group(1) for j in smk.values() if j["rule"] == rule)
+        assert games == ["BattleZone", "Frostbite", "MsPacman", "Seaquest"], rule
+    (fig8,) = [j for j in smk.values() if j["rule"] == "fig8"]
+    assert all(f"results/full/mr/{g}/mr.json" in fig8["inputs"] for g in ["Frostbite", "BattleZone"])
     proc = _run([str(BIN / "dvc"), "repro", "--dry", "--force", "dvc.yaml"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     dvc_cmds = set(re.findall(r"^> (.*)$", proc.stdout, flags=re.M))
@@ -98,8 +101,9 @@ def test_outputs_are_namespaced_per_profile():
     for profile in PROFILES:
         params = load_params([ROOT / f for f in param_files(profile)])
         for outputs in snakemake_plan(profile):
-            assert all(o.startswith((f"data/{params.experiment.profile}/", f"results/{profile}/"))
-                       for o in outputs)
+            assert all(o.startswith((f"data/{profile}/", f"results/{profile}/", f"reports/{profile}/"))
+                       for o in outputs), outputs
+        assert params.experiment.profile == profile
 
 
 # --- a bad params.yaml stops Snakemake before any job ---------------------------------------------

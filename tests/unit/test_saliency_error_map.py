@@ -193,3 +193,12 @@ def test_error_map_is_the_mse_of_the_surroundings_predictions():
     pred = surroundings_predictions(model, frames)  # [3, 16, 192]
     assert pred.shape == (3, 16, 192)
     torch.testing.assert_close(((pred - target) ** 2).mean(-1), error_map(model, frames), atol=1e-6, rtol=1e-5)
+
+
+def test_benchmark_reference_equals_error_map():
+    from spirl.saliency import error_map_reference
+
+    model = MaskedAutoencoder(MAEConfig(img_size=32), generator=torch.Generator().manual_seed(6))
+    frames = np.random.default_rng(7).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    reference = torch.stack([error_map_reference(model, f) for f in frames])
+    torch.testing.assert_close(reference, error_map(model, frames), atol=1e-5, rtol=1e-5)
