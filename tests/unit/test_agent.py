@@ -1,0 +1,126 @@
+"""The Rainbow agent: network assembly per variant, parameter counts, acting, the update, target copies."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from spirl.agent import Agent, build_qnetwork, frame_spec
+from spirl.config import REPO_ROOT, load_params, resolve_variant
+from spirl.networks import parameter_count
+
+
+@pytest.fixture(scope="module")
+def params():
+    return load_params([REPO_ROOT / "params.yaml"])
+
+
+def noisy(i: int, o: int) -> int:
+    """Parameters of a factorised NoisyLinear: mu and sigma for weights and biases."""
+    return 2 * (i * o + o)
+
+
+def head(features: int, actions: int) -> int:
+    return noisy(features, 256) + noisy(256, 51) + noisy(features, 256) + noisy(256, actions * 51)
+
+
+def make(params, variant: str, k_max: int = 28, seed: int = 0):
+    p = resolve_variant(params, variant)
+    base = p.experiment.variants[variant].base
+    spec = frame_spec(base, p.agent, k_max, 64, 96, p.replay.embedding_dtype)
+    net = build_qnetwork(spec, p.agent, 18, 4, torch.Generator().manual_seed(seed))
+    return p, spec, net
+
+
+def test_parameter_counts_pinned(params):
+    _, spec, spirl = make(params, "spirl")
+    assert spec.shape == (28, 64) and spec.dtype == np.float16
+    assert parameter_count(spirl) == 14_816 + head(128, 18) == 644_978
+    _, spec, pixels = make(params, "de_rainbow")
+    assert spec.shape == (84, 84) and spec.dtype == np.uint8
+    assert parameter_count(pixels) == 54_496 + head(1024, 18) == 1_602_162
+    _, _, trainable = make(params, "spirl_pad_trainable")
+    assert parameter_count(trainable) == 644_978 + 32
+    print({"spirl": parameter_count(spirl), "de_rainbow": parameter_count(pixels)})
+
+
+def _embedding_stacks(batch: int, counts: list[int], k_max: int = 28, seed: int = 0) -> torch.Tensor:
+    x = torch.randn(batch, 4, k_max, 64, generator=torch.Generator().manual_seed(seed))
+    for f, c in enumerate(counts):
+        x[:, f, c:] = 0
+    return x.half()
+
+
+def test_forward_shapes_and_eval_is_deterministic(params):
+    p, _, net = make(params, "spirl")
+    agent = Agent(net, p.agent, p.train, torch.device("cpu"), torch.Generator().manual_seed(1))
+    stacks = _embedding_stacks(5, [0, 3, 10, 28])
+    assert agent.online(stacks).shape == (5, 18, 51)
+    assert agent.act(stacks).shape == (5,)
+    a, b = agent.act_eval(stacks), agent.act_eval(stacks)
+    assert np.array_equal(a, b) and agent.online.training  # eval acting leaves the network in train mode
+    _, _, pix = make(params, "de_rainbow")
+    frames = torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8)
+    assert pix(frames).shape == (3, 18, 51)
+    p_rgb = dataclasses.replace(p, agent=dataclasses.replace(p.agent, pixels="rgb96"))
+    spec = frame_spec("de_rainbow", p_rgb.agent, 28, 64, 96, "float16")
+    rgb = build_qnetwork(spec, p_rgb.agent, 18, 4, torch.Generator().manual_seed(0))
+    assert rgb(torch.randint(0, 256, (2, 4, 96, 96, 3), dtype=torch.uint8)).shape == (2, 18, 51)
+
+
+def _batch(n: int, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {"obs": _embedding_stacks(n, [5, 5, 5, 5], seed=seed).numpy(),
+            "next_obs": _embedding_stacks(n, [5, 5, 5, 5], seed=seed + 1).numpy(),
+            "actions": rng.integers(0, 18, n), "returns": rng.uniform(-1, 1, n).astype(np.float32),
+            "discounts": np.full(n, 0.99**20, np.float32), "weights": np.ones(n, np.float32)}
+
+
+def test_learning_reduces_the_loss_and_copies_the_target(params):
+    p, _, net = make(params, "spirl")
+    train = dataclasses.replace(p.train, target_update_updates=5, lr=1e-3)
+    agent = Agent(net, p.agent, train, torch.device("cpu"), torch.Generator().manual_seed(2))
+    batch = _batch(32, 0)
+    batch["discounts"][:] = 0  # terminal targets: a fixed distribution to fit
+    losses = []
+    for i in range(1, 31):
+        loss, priorities = agent.learn(batch)
+        losses.append(loss)
+        assert priorities.shape == (32,) and (priorities > 0).all()
+        same = all(torch.equal(a, b) for a, b in zip(agent.online.state_dict().values(),
+                                                     agent.target.state_dict().values(), strict=True))
+        assert same == (i % 5 == 0), i  # hard copy exactly every target_update_updates updates
+    assert losses[-1] < 0.7 * losses[0], losses
+    assert agent.updates == 30
+
+
+def test_learning_is_deterministic_and_resumes_exactly(params):
+    def run(agent, n):
+        return [agent.learn(_batch(8, i))[0] for i in range(n)]
+
+    p, _, net_a = make(params, "spirl")
+    a = Agent(net_a, p.agent, p.train, torch.device("cpu"), torch.Generator().manual_seed(3))
+    straight = run(a, 6)
+    _, _, net_b = make(params, "spirl")
+    b = Agent(net_b, p.agent, p.train, torch.device("cpu"), torch.Generator().manual_seed(3))
+    first = run(b, 3)
+    state = b.state_dict()
+    _, _, net_c = make(params, "spirl", seed=9)
+    c = Agent(net_c, p.agent, p.train, torch.device("cpu"), torch.Generator().manual_seed(99))
+    c.load_state_dict(state)
+    assert first + [c.learn(_batch(8, i))[0] for i in range(3, 6)] == straight
+
+
+def test_gradient_is_clipped_to_the_global_norm(params):
+    p, _, net = make(params, "spirl")
+    train = dataclasses.replace(p.train, grad_clip_norm=1e-3, lr=1.0)
+    agent = Agent(net, p.agent, train, torch.device("cpu"), torch.Generator().manual_seed(4))
+    agent.optimizer = torch.optim.SGD(agent.online.parameters(), lr=1.0)  # step = -grad: its norm is visible
+    before = [q.detach().clone() for q in agent.online.parameters()]
+    agent.learn(_batch(16, 1))
+    with torch.no_grad():
+        step = torch.sqrt(sum(((q - b) ** 2).sum() for q, b in zip(agent.online.parameters(), before, strict=True)))
+    assert float(step) == pytest.approx(1e-3, rel=1e-3)
