@@ -22,6 +22,7 @@ PROFILE = PARAMS.experiment.profile
 include: "workflow/rules/common.smk"
 include: "workflow/rules/collect.smk"
 include: "workflow/rules/mae.smk"
+include: "workflow/rules/agents.smk"
 
 
 rule all:

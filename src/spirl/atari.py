@@ -15,6 +15,10 @@ Only the screens after the last two actions are grabbed (the costly part of a st
 game ends before the last action, the frame pools the grabbed screens that exist, and is the
 final screen alone when the game ended before the second-to-last action. Such a frame ends the
 episode, so it is never an input the agent acts on or bootstraps from.
+
+``get_state()`` / ``set_state()`` snapshot and restore the whole env (emulator with its RNG,
+frame ring, no-op generator, counters), so a run resumed from a checkpoint continues
+byte-identically. The emulator state is ``ALEState.serialize()`` bytes held as a uint8 array.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import re
 
 import cv2
 import numpy as np
-from ale_py import Action, ALEInterface, LoggerMode, roms
+from ale_py import Action, ALEInterface, ALEState, LoggerMode, roms
 
 from spirl.config import AtariParams
 
@@ -31,6 +35,9 @@ MODES = ("train", "eval")
 SCREEN_SHAPE = (210, 160, 3)  # raw ALE RGB screen, HWC
 NOOP = Action.NOOP.value
 FIRE = Action.FIRE.value
+STATE_FORMAT = 1  # version of the get_state() dict layout
+STATE_KEYS = ("settings", "ale_state", "ring", "newest", "screens", "noop_rng", "active",
+              "next_reset_hard", "agent_steps", "lives")
 
 
 def rom_id(game: str) -> str:
@@ -105,7 +112,8 @@ class AtariEnv:
         self.game = game
         self.mode = mode
         self.ale_seed, self._noop_rng = derive_seeds(seed)
-        self._ale = make_ale(rom_id(game), self.ale_seed)
+        self._rom = rom_id(game)
+        self._ale = make_ale(self._rom, self.ale_seed)
         self.action_set = tuple(self._ale.getMinimalActionSet())
         self.n_actions = len(self.action_set)
         self.has_fire = Action.FIRE in self.action_set
@@ -127,6 +135,11 @@ class AtariEnv:
         self._next_reset_hard = True
         self._agent_steps = 0  # agent steps since the last hard reset
         self._lives = 0
+        # What a saved state must match (see get_state / set_state); the seed may differ.
+        self._settings = {"game": game, "rom": self._rom, "mode": mode, "frame_size_px": frame_size_px,
+                          "frame_skip": frame_skip, "frame_stack": frame_stack, "max_noops": max_noops,
+                          "max_episode_agent_steps": max_episode_agent_steps,
+                          "fire_on_reset": fire_on_reset}
 
     @property
     def frame(self) -> np.ndarray:
@@ -199,6 +212,97 @@ class AtariEnv:
         info = {"raw_reward": float(raw), "lives": lives, "life_loss": life_loss,
                 "game_over": game_over, "episode_agent_steps": self._agent_steps}
         return self._observation(), reward, terminated, truncated, info
+
+    def get_state(self) -> dict:
+        """Snapshot everything needed to continue exactly from here (see ``set_state``).
+
+        The dict holds only numpy uint8 arrays, Python scalars, strings and dicts of them, so it
+        can be pickled or ``torch.save``d (load with ``weights_only=False``); it shares no memory
+        with the env.
+
+        Returns:
+            "format" (``STATE_FORMAT``); "settings": game, ROM id, mode and constructor
+            settings (not the seed); "ale_state": ``ALEState.serialize()`` of
+            ``cloneState(include_rng=True)`` as a uint8 array [n_bytes]; "ring" [frame_stack,
+            S, S, 3] and "newest" (ring slot of the newest frame); "screens" [2, 210, 160, 3]
+            (the grab buffers); "noop_rng": the no-op generator's ``bit_generator.state``;
+            "active", "next_reset_hard", "agent_steps", "lives".
+        Raises:
+            RuntimeError: the env was closed.
+        """
+        if self._ale is None:
+            raise RuntimeError("AtariEnv.get_state() called after close()")
+        ale_bytes = self._ale.cloneState(include_rng=True).serialize()
+        return {
+            "format": STATE_FORMAT,
+            "settings": dict(self._settings),
+            "ale_state": np.frombuffer(ale_bytes, np.uint8).copy(),
+            "ring": self._ring.copy(),
+            "newest": self._newest,
+            "screens": np.stack(self._screens),
+            "noop_rng": self._noop_rng.bit_generator.state,
+            "active": self._active,
+            "next_reset_hard": self._next_reset_hard,
+            "agent_steps": self._agent_steps,
+            "lives": self._lives,
+        }
+
+    def set_state(self, state: dict) -> None:
+        """Restore a ``get_state()`` snapshot; the env then continues exactly as the saved one.
+
+        The env must play the same game with the same mode and settings; its seed may differ
+        (the emulator RNG and the no-op generator come from the state). Everything is checked
+        before anything changes, so a rejected state leaves the env as it was.
+
+        Args:
+            state: a dict from ``get_state()`` (possibly after pickle or torch save/load).
+        Raises:
+            ValueError: the state is of another format, game or settings (the message names the
+                mismatch), or its arrays have the wrong dtype or shape.
+            RuntimeError: the env was closed.
+        """
+        if self._ale is None:
+            raise RuntimeError("AtariEnv.set_state() called after close()")
+        if state.get("format") != STATE_FORMAT:
+            raise ValueError(f"AtariEnv state format {state.get('format')!r} is not {STATE_FORMAT}")
+        missing = [key for key in STATE_KEYS if key not in state]
+        if missing:
+            raise ValueError(f"AtariEnv state lacks {', '.join(missing)}")
+        saved = state["settings"]
+        if saved.get("rom") != self._rom:
+            raise ValueError(f"AtariEnv state is for game {saved.get('game')!r} (ROM {saved.get('rom')!r}), "
+                             f"but this env plays {self.game!r} (ROM {self._rom!r})")
+        for name, value in self._settings.items():
+            if name not in ("game", "rom") and saved.get(name) != value:
+                raise ValueError(f"AtariEnv state has {name}={saved.get(name)!r}, "
+                                 f"but this env has {name}={value!r}")
+        shapes = {"ring": self._ring.shape, "screens": (2, *SCREEN_SHAPE), "ale_state": None}
+        for name, shape in shapes.items():
+            array = np.asarray(state[name])
+            if array.dtype != np.uint8 or (array.ndim != 1 if shape is None else array.shape != shape):
+                raise ValueError(f"AtariEnv state {name!r} must be uint8 of shape "
+                                 f"{shape or '[n_bytes]'}, got {array.dtype} {array.shape}")
+        newest = int(state["newest"])
+        if not 0 <= newest < len(self._slots):
+            raise ValueError(f"AtariEnv state newest slot {newest} out of range [0, {len(self._slots)})")
+        try:
+            ale_state = ALEState(np.ascontiguousarray(state["ale_state"]).tobytes())
+        except Exception as error:  # nanobind reports malformed bytes as SystemError
+            raise ValueError(f"AtariEnv state 'ale_state' is not a serialized ALEState: {error}") from error
+        noop_rng = np.random.Generator(np.random.PCG64())
+        noop_rng.bit_generator.state = state["noop_rng"]  # validates the dict before we commit
+        # Commit: buffers are filled in place, since the slot and stack views alias them.
+        self._ale.restoreState(ale_state)
+        self._ring[...] = state["ring"]
+        screens = np.asarray(state["screens"])
+        self._screens[0][...] = screens[0]
+        self._screens[1][...] = screens[1]
+        self._newest = newest
+        self._noop_rng.bit_generator.state = noop_rng.bit_generator.state
+        self._active = bool(state["active"])
+        self._next_reset_hard = bool(state["next_reset_hard"])
+        self._agent_steps = int(state["agent_steps"])
+        self._lives = int(state["lives"])
 
     def close(self) -> None:
         """Release the emulator; the env cannot be used afterwards."""

@@ -12,7 +12,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from spirl.config import ConfigError, Params, params_from_dict, read_params, to_plain, validate_schema
+from spirl.config import (
+    ConfigError,
+    Params,
+    params_from_dict,
+    read_params,
+    resolve_variant,
+    to_plain,
+    validate_schema,
+)
 
 PARAMS_FILE = "params.yaml"
 LIBRARY_CORE = ("src/spirl/__init__.py", "src/spirl/cli.py", "src/spirl/config.py", "src/spirl/io.py",
@@ -121,7 +129,24 @@ FIG8 = Stage(
     log="work/{profile}/logs/fig8.log",
 )
 
-STAGES: dict[str, Stage] = {s.name: s for s in (COLLECT, PRETRAIN_MAE, ESTIMATE_MR, SALIENCY_FIGURES, FIG8)}
+RUN_DIR = "{profile}/runs/{variant}/{regime}/{game}/{seed}"
+
+TRAIN = Stage(
+    name="train",
+    script="src/train_agent.py",
+    library=(*MAE_LIBRARY, "src/spirl/atari.py", "src/spirl/agent.py", "src/spirl/networks.py",
+             "src/spirl/rainbow.py", "src/spirl/replay.py", "src/spirl/evaluation.py", "src/spirl/train.py"),
+    wildcards=("variant", "regime", "game", "seed"),
+    inputs={"model": PRETRAIN_MAE.outputs["model"], "mr": ESTIMATE_MR.outputs["mr"],
+            "frames": COLLECT.outputs["frames"]},
+    outputs={"eval": f"results/{RUN_DIR}/eval.json", "progress": f"results/{RUN_DIR}/progress.csv",
+             "run": f"results/{RUN_DIR}/run.json", "weights": f"results/{RUN_DIR}/weights.npz"},
+    sections=("atari", "saliency", "agent", "replay", "train", "eval", "runtime", "experiment.variants.{variant}"),
+    log="work/{profile}/logs/train/{variant}-{regime}-{game}-{seed}.log",
+    work=f"work/{RUN_DIR}",
+)
+
+STAGES: dict[str, Stage] = {s.name: s for s in (COLLECT, PRETRAIN_MAE, ESTIMATE_MR, SALIENCY_FIGURES, FIG8, TRAIN)}
 
 
 @dataclass(frozen=True)
@@ -132,6 +157,7 @@ class Job:
     profile: str
     wildcards: Mapping[str, str]
     games: tuple[str, ...] = ()  # the games an aggregate input gathers
+    input_names: tuple[str, ...] | None = None  # the stage inputs this job reads (None: all)
 
     @property
     def name(self) -> str:
@@ -140,7 +166,7 @@ class Job:
 
     @property
     def inputs(self) -> dict[str, list[str]]:
-        return expand_inputs(self.stage, self.profile, self.wildcards, self.games)
+        return expand_inputs(self.stage, self.profile, self.wildcards, self.games, self.input_names)
 
     @property
     def outputs(self) -> dict[str, str]:
@@ -152,7 +178,12 @@ class Job:
 
     @property
     def cmd(self) -> str:
-        return command(self.stage, self.profile, self.wildcards, self.games)
+        return command(self.stage, self.profile, self.wildcards, self.games, self.input_names)
+
+    @property
+    def sections(self) -> list[str]:
+        """The params keys the job reads (dotted paths, e.g. experiment.variants.spirl)."""
+        return [fill(section, self.profile, self.wildcards) for section in self.stage.sections]
 
 
 def fill(template: str, profile: str, wildcards: Mapping[str, str]) -> str:
@@ -160,11 +191,13 @@ def fill(template: str, profile: str, wildcards: Mapping[str, str]) -> str:
     return template.format(profile=profile, **wildcards)
 
 
-def expand_inputs(stage: Stage, profile: str, wildcards: Mapping[str, str],
-                  games: Sequence[str]) -> dict[str, list[str]]:
+def expand_inputs(stage: Stage, profile: str, wildcards: Mapping[str, str], games: Sequence[str],
+                  names: Sequence[str] | None = None) -> dict[str, list[str]]:
     """Input paths by name; a {game} template in a stage without a game wildcard spans `games`."""
     out = {}
     for name, template in stage.inputs.items():
+        if names is not None and name not in names:
+            continue
         if "{game}" in template and "game" not in stage.wildcards:
             out[name] = [fill(template, profile, {**wildcards, "game": g}) for g in games]
         else:
@@ -172,11 +205,13 @@ def expand_inputs(stage: Stage, profile: str, wildcards: Mapping[str, str],
     return out
 
 
-def command(stage: Stage, profile: str, wildcards: Mapping[str, str], games: Sequence[str] = ()) -> str:
+def command(stage: Stage, profile: str, wildcards: Mapping[str, str], games: Sequence[str] = (),
+            input_names: Sequence[str] | None = None) -> str:
     """The exact shell command of a job, identical in Snakemake and DVC."""
     parts = ["PYTHONHASHSEED=0", "python", stage.script, "--params", *param_files(profile)]
     parts += [f"--{w} {wildcards[w]}" for w in stage.wildcards]
-    parts += [f"--in-{k} {' '.join(v)}" for k, v in expand_inputs(stage, profile, wildcards, games).items()]
+    inputs = expand_inputs(stage, profile, wildcards, games, input_names)
+    parts += [f"--in-{k} {' '.join(v)}" for k, v in inputs.items()]
     parts += [f"--out-{k} {fill(v, profile, wildcards)}" for k, v in stage.outputs.items()]
     if stage.work is not None:
         parts += [f"--work {fill(stage.work, profile, wildcards)}"]
@@ -192,12 +227,34 @@ def needed_games(params: Params) -> list[str]:
     return [g for g in params.experiment.games if g in wanted]
 
 
+def train_input_names(params: Params, variant: str) -> tuple[str, ...]:
+    """What a run reads: the game's MAE and mr estimate (spirl base), its frames (replay pre-fill)."""
+    resolved = resolve_variant(params, variant)
+    names = ("model", "mr") if params.experiment.variants[variant].base == "spirl" else ()
+    return names + (("frames",) if resolved.replay.prefill == "pretraining" else ())
+
+
+def training_runs(params: Params) -> list[dict[str, str]]:
+    """Every (variant, regime, game, seed) that the requested tables need, once, in a stable order."""
+    exp, runs = params.experiment, {}
+    for table in exp.tables.values():
+        games = exp.games if table.games == "all" else table.games
+        for run in table.runs:
+            for game in games:
+                for seed in range(exp.variants[run.variant].n_seeds):
+                    key = (run.variant, run.regime, game, str(seed))
+                    runs[key] = dict(zip(("variant", "regime", "game", "seed"), key, strict=True))
+    return list(runs.values())
+
+
 def jobs(params: Params) -> list[Job]:
     """Every job the requested tables need, for the params' profile, in a stable order."""
     profile, games = params.experiment.profile, tuple(needed_games(params))
     per_game = [Job(stage, profile, {"game": g}) for stage in (COLLECT, PRETRAIN_MAE, ESTIMATE_MR, SALIENCY_FIGURES)
                 for g in games]
-    return [*per_game, Job(FIG8, profile, {}, games)]
+    train = [Job(TRAIN, profile, wc, input_names=train_input_names(params, wc["variant"]))
+             for wc in training_runs(params)]
+    return [*per_game, Job(FIG8, profile, {}, games), *train]
 
 
 def targets(params: Params) -> list[str]:
@@ -220,8 +277,8 @@ def dvc_document(params: Params, overlay: Mapping) -> dict:
         if wdir != ".":
             stage["wdir"] = wdir
         stage["deps"] = [*job.stage.code, *(p for paths in job.inputs.values() for p in paths)]
-        stage["params"] = [{PARAMS_FILE: list(job.stage.sections)}]
-        overlay_sections = [s for s in job.stage.sections if s in overlay]
+        stage["params"] = [{PARAMS_FILE: job.sections}]
+        overlay_sections = [s for s in job.sections if _has_key(overlay, s)]
         if overlay_sections:
             stage["params"].append({overlay_file(profile): overlay_sections})
         stage["outs"] = list(job.outputs.values())
@@ -229,9 +286,26 @@ def dvc_document(params: Params, overlay: Mapping) -> dict:
     return {"stages": stages}
 
 
-def section_values(params: Params, stage: Stage) -> str:
-    """The stage's parameter sections as canonical JSON (Snakemake re-runs a job when they change)."""
-    return json.dumps({s: to_plain(getattr(params, s)) for s in stage.sections}, sort_keys=True)
+def _has_key(tree: Mapping, dotted: str) -> bool:
+    """Whether a nested mapping holds the dotted key path."""
+    node = tree
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def section_values(params: Params, stage: Stage, wildcards: Mapping[str, str] | None = None) -> str:
+    """The job's parameter keys and values as canonical JSON (Snakemake re-runs a job when they change)."""
+    plain, out = to_plain(params), {}
+    for section in stage.sections:
+        key = section.format(**(wildcards or {}))
+        node = plain
+        for part in key.split("."):
+            node = node[part]
+        out[key] = node
+    return json.dumps(out, sort_keys=True)
 
 
 def check_snakemake_config(config: Mapping, root: Path = Path(".")) -> Params:

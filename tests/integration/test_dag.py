@@ -81,7 +81,8 @@ def test_snakemake_and_dvc_plan_the_same_jobs(profile):
         assert f"--params {' '.join(param_files(profile))} " in job["cmd"]
         rule_stage = STAGES[job["rule"]]
         assert set(rule_stage.code) <= stage["deps"]
-        assert stage["params"]["params.yaml"] == set(rule_stage.sections)
+        wildcards = {w: re.search(rf"--{w} (\S+)", job["cmd"]).group(1) for w in rule_stage.wildcards}
+        assert stage["params"]["params.yaml"] == {s.format(**wildcards) for s in rule_stage.sections}
 
 
 def test_paper_profile_plans_every_per_game_stage_for_the_four_games():
@@ -89,6 +90,13 @@ def test_paper_profile_plans_every_per_game_stage_for_the_four_games():
     for rule in ["collect", "pretrain_mae", "estimate_mr", "saliency_figures"]:
         games = sorted(re.search(r"--game (\w+)", j["cmd"]).group(1) for j in smk.values() if j["rule"] == rule)
         assert games == ["BattleZone", "Frostbite", "MsPacman", "Seaquest"], rule
+    runs = [re.findall(r"--(variant|regime|game|seed) (\S+)", j["cmd"]) for j in smk.values() if j["rule"] == "train"]
+    assert len(runs) == 330  # Tables 1, 2, 3, 11, 14, 15: every (variant, regime, game, seed) once
+    seeds = {}
+    for run in map(dict, runs):
+        seeds.setdefault(run["variant"], set()).add(int(run["seed"]))
+    assert seeds["de_rainbow"] == set(range(10)) and seeds["spirl"] == set(range(5))
+    assert {len(s) for v, s in seeds.items() if v != "de_rainbow"} == {5}
     (fig8,) = [j for j in smk.values() if j["rule"] == "fig8"]
     assert all(f"results/full/mr/{g}/mr.json" in fig8["inputs"] for g in ["Frostbite", "BattleZone"])
     proc = _run([str(BIN / "dvc"), "repro", "--dry", "--force", "dvc.yaml"])

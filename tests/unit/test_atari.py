@@ -1,13 +1,18 @@
-"""spirl.atari: frames byte-exact against a raw ALE, resets, life loss, clipping, step cap, seeding."""
+"""spirl.atari: frames byte-exact against a raw ALE, resets, life loss, clipping, step cap, seeding,
+state save/restore."""
 
 from __future__ import annotations
+
+import io
+import pickle
 
 import cv2
 import numpy as np
 import pytest
+import torch
 from ale_py import Action, ALEInterface, LoggerMode, roms
 
-from spirl.atari import AtariEnv, rom_id
+from spirl.atari import AtariEnv, derive_seeds, rom_id
 
 PAPER = dict(frame_size_px=96, frame_skip=4, frame_stack=4, max_noops=30,
              max_episode_agent_steps=27_000, fire_on_reset=True)
@@ -304,3 +309,163 @@ def test_rom_ids_and_errors():
     env.close()
     with pytest.raises(RuntimeError):
         env.step(0)
+
+
+# --- get_state / set_state: exact checkpoint and resume ---------------------------------------
+
+
+def play(env: AtariEnv, actions: list[int], start: int, stop: int) -> list[tuple]:
+    """Step `env` through actions[start:stop], resetting on episode end; returns every result."""
+    records = []
+    for t in range(start, stop):
+        obs, reward, terminated, truncated, info = env.step(actions[t])
+        records.append(("step", t, obs, reward, terminated, truncated, info))
+        if terminated or truncated:
+            obs, info = env.reset()
+            records.append(("reset", t, obs, info))
+    return records
+
+
+def assert_byte_identical(got: list[tuple], expected: list[tuple], label: str = "") -> None:
+    """Same records: equal observations, and equal pickles (values and their types) of everything."""
+    assert len(got) == len(expected), label
+    for g, e in zip(got, expected, strict=True):
+        assert g[:2] == e[:2], label
+        np.testing.assert_array_equal(g[2], e[2], err_msg=f"{label} {g[:2]}")
+        assert g[2].dtype == e[2].dtype == np.uint8
+        assert pickle.dumps(g) == pickle.dumps(e), (label, g[:2], g[3:], e[3:])
+
+
+def assert_states_equal(x: dict, y: dict) -> None:
+    assert x.keys() == y.keys()
+    for key in x:
+        if isinstance(x[key], np.ndarray):
+            assert x[key].dtype == y[key].dtype
+            np.testing.assert_array_equal(x[key], y[key], err_msg=key)
+        else:
+            assert x[key] == y[key], key
+
+
+def round_trips(state: dict) -> list[tuple[str, dict]]:
+    """The state itself, and after pickle and torch.save/torch.load through memory."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return [("direct", state), ("pickle", pickle.loads(pickle.dumps(state))),
+            ("torch", torch.load(buffer, weights_only=False))]
+
+
+def check_resume(game: str, mode: str, seed: int, other_seed: int) -> tuple[list[tuple], dict]:
+    """Run env A for 500 steps, saving at step 250; resume fresh envs B from the state (also after
+    pickle / torch round trips, and into an env that already played) and compare steps 250..500.
+
+    Returns:
+        A's records of steps 250..500 and the state saved at step 250.
+    """
+    actions = random_actions(make_env(game), 500, seed=seed)
+    a = make_env(game, seed=seed, mode=mode)
+    a.reset()
+    play(a, actions, 0, 250)
+    state = a.get_state()
+    expected = play(a, actions, 250, 500)
+    final = a.get_state()
+    for how, restored in round_trips(state):
+        b = make_env(game, seed=other_seed, mode=mode)
+        b.set_state(restored)
+        assert_states_equal(b.get_state(), state)  # every part restored, emulator bytes included
+        assert_byte_identical(play(b, actions, 250, 500), expected, how)
+        assert_states_equal(b.get_state(), final)
+    used = make_env(game, seed=other_seed, mode=mode)  # an env with a history of its own
+    used.reset()
+    play(used, actions[::-1], 0, 100)
+    used.set_state(state)
+    assert_byte_identical(play(used, actions, 250, 500), expected)
+    return expected, state
+
+
+def test_set_state_resumes_byte_identically_in_train_mode():
+    expected, state = check_resume("Frostbite", "train", seed=0, other_seed=99)
+    steps = [r for r in expected if r[0] == "step"]
+    resets = [r[3] for r in expected if r[0] == "reset"]
+    assert any(info["life_loss"] for *_, info in steps)  # a life loss after the checkpoint ...
+    assert any(not info["hard_reset"] for info in resets)  # ... continued with [NOOP, FIRE]
+    assert any(info["game_over"] for *_, info in steps)  # and a game over ...
+    assert any(info["hard_reset"] for info in resets)  # ... followed by a hard reset with no-ops
+    assert state["active"] and state["settings"]["mode"] == "train"
+    assert state["ale_state"].dtype == np.uint8 and state["ale_state"].ndim == 1
+    # the emulator's RNG is saved too: the state is larger than the one cloned without it
+    without_rng = make_env("Frostbite").ale.cloneState(include_rng=False).serialize()
+    assert state["ale_state"].size > len(without_rng)
+
+
+def test_set_state_restores_the_noop_generator_across_a_game_over_in_eval_mode():
+    expected, state = check_resume("Frostbite", "eval", seed=0, other_seed=99)
+    steps = [r for r in expected if r[0] == "step"]
+    assert sum(info["life_loss"] for *_, info in steps) >= 1
+    hard = [r[3] for r in expected if r[0] == "reset"]
+    assert len(hard) >= 1 and all(info["hard_reset"] for info in hard)  # eval: only game overs end
+    # The resumed env drew A's no-op count, which its own seed's generator would not have drawn.
+    fresh_draw = int(derive_seeds(99)[1].integers(1, PAPER["max_noops"] + 1))
+    assert hard[0]["noops"] != fresh_draw
+    b = make_env("Frostbite", seed=99, mode="eval")
+    b.set_state(state)
+    assert b._noop_rng.bit_generator.state == state["noop_rng"]
+
+
+def test_state_saved_between_episode_end_and_reset():
+    actions = random_actions(make_env(), 5000, seed=0)
+    a = make_env("Frostbite", seed=0)
+    a.reset()
+    run_until(a, actions, lambda r: r[4]["life_loss"])
+    after_life_loss = a.get_state()
+    assert not after_life_loss["active"] and not after_life_loss["next_reset_hard"]
+    while True:  # train mode: play on through life losses until the game is over
+        a.reset()
+        _, (*_, info) = run_until(a, actions, lambda r: r[2] or r[3])
+        if info["game_over"]:
+            break
+    after_game_over = a.get_state()
+    assert not after_game_over["active"] and after_game_over["next_reset_hard"]
+    for state, hard in ((after_life_loss, False), (after_game_over, True)):
+        a.set_state(state)  # an env may also go back to its own earlier state
+        b = make_env("Frostbite", seed=5)
+        b.set_state(state)
+        for env in (a, b):
+            with pytest.raises(RuntimeError, match="reset"):
+                env.step(0)
+        (obs_a, info_a), (obs_b, info_b) = a.reset(), b.reset()
+        assert info_a["hard_reset"] is hard
+        np.testing.assert_array_equal(obs_a, obs_b)
+        assert info_a == info_b
+        assert_byte_identical(play(b, actions, 0, 200), play(a, actions, 0, 200))
+
+
+def test_set_state_rejects_another_game_or_settings_and_leaves_the_env_unchanged():
+    env = make_env("Frostbite", seed=1)
+    env.reset()
+    env.step(3)
+    before = env.get_state()
+    pacman = make_env("MsPacman", seed=1)
+    pacman.reset()
+    with pytest.raises(ValueError, match=r"'MsPacman'.*'Frostbite'"):
+        env.set_state(pacman.get_state())
+    for overrides, name in (({"mode": "eval"}, "mode"), ({"frame_stack": 3}, "frame_stack"),
+                            ({"max_noops": 10}, "max_noops"), ({"fire_on_reset": False}, "fire_on_reset"),
+                            ({"max_episode_agent_steps": 100}, "max_episode_agent_steps")):
+        other = make_env("Frostbite", seed=1, **overrides)
+        other.reset()
+        with pytest.raises(ValueError, match=name):
+            env.set_state(other.get_state())
+    broken = dict(before, ring=before["ring"][:, :-1])
+    with pytest.raises(ValueError, match="ring"):
+        env.set_state(broken)
+    with pytest.raises(ValueError, match="lacks noop_rng"):
+        env.set_state({k: v for k, v in before.items() if k != "noop_rng"})
+    with pytest.raises(ValueError, match="format"):
+        env.set_state(dict(before, format=0))
+    assert_states_equal(env.get_state(), before)
+    env.close()
+    with pytest.raises(RuntimeError, match="close"):
+        env.get_state()
+    with pytest.raises(RuntimeError, match="close"):
+        env.set_state(before)

@@ -15,3 +15,8 @@ def stage_job(stage):
 def stage_cmd(stage):
     """Snakemake params function: the job's exact command (identical to DVC's cmd)."""
     return lambda wildcards: pipeline.command(stage, PROFILE, dict(wildcards), GAMES)
+
+wildcard_constraints:
+    variant="|".join(PARAMS.experiment.variants),
+    regime="|".join(PARAMS.train.regimes),
+    seed=r"\d+",

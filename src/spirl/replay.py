@@ -1,0 +1,391 @@
+"""Prioritised n-step replay over the frames of one environment (SPEC §8 PER, §7 embeddings, §9.5 pre-fill).
+
+Storage: one row per agent step t, in time order, in a ring of `capacity` rows. Row t holds the newest frame
+seen when the action was chosen (a uint8 image or a float16 (K_max, D) embedding matrix), the action, the
+clipped reward and `terminal` (the episode ended after this action). Frames are stored once; the stack of
+frames t-stack+1..t (oldest first) is rebuilt at sampling time, with every frame of an earlier episode set
+to zero, as the environment's own stack after a reset ([0, 0, 0, first]). Rows before the first row ever
+written count as an earlier episode, so the first row must start an episode; a caller that pre-fills a data
+set ending mid-episode marks its last row terminal if the next append starts a fresh episode.
+
+Times: row t ("global time", rows ever appended before it) lives in slot t % capacity. With T rows appended
+and L = min(T, capacity) stored, the stored times are [T - L, T - 1].
+
+Validity: row t may be sampled iff
+  (a) future: row t + n is written (t + n <= T - 1), or a terminal lies in rows t..min(t + n - 1, T - 1);
+  (b) past: rows t - stack + 1..t are all stored (t - stack + 1 >= T - L), or nothing was ever overwritten
+      (T <= capacity; times < 0 are "before the first episode" and read as zeros).
+So rows t - stack + 1..t + n (cut after a terminal) are stored and none was overwritten by the write head.
+Invariant, after every public call: sum-tree leaf of slot s = priorities[s] (p^alpha) if its row is valid,
+else 0. An append at time T can change validity only for (i) its own slot (old row gone, new row in),
+(ii) rows T - n..T - 1 (row T completes t + n, or its terminal cuts their window), (iii) the stack - 1 oldest
+rows (their stack now reaches the overwritten row); `append` re-evaluates exactly these. Invalid rows keep
+their priority in `priorities` and get it back in the tree if they become valid.
+
+Priorities: tree values are p^alpha. New rows get `max_priority` ("max": the largest (|p| + eps)^alpha ever
+given to `update_priorities`, 1.0 initially; Rainbow's rule) or 1.0 ("one": released SPIRL code, SPEC §12 #13).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Added to |TD error| before the power, so a transition with zero error keeps a non-zero chance (PER).
+PRIORITY_EPS = 1e-6
+_ARRAYS = ("frames", "actions", "rewards", "terminals", "priorities")  # per-slot arrays of the buffer
+
+
+def _last_per_index(indices: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Deduplicate [M] (index, value) pairs keeping each index's last value -> (indices [U] ascending, values [U])."""
+    unique, first_in_reversed = np.unique(indices[::-1], return_index=True)
+    return unique, values[::-1][first_in_reversed]
+
+
+class SumTree:
+    """Array binary tree over `capacity` float64 leaves keeping subtree sums, minima of positive leaves and maxima.
+
+    Layout: 1-based heap, root at 1, node i has children 2i, 2i+1; leaves at base..base+capacity-1 with base
+    the smallest power of two >= capacity, so leaf order is index order (padding leaves stay 0).
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self._capacity = int(capacity)
+        self._base = 1 << (self._capacity - 1).bit_length()
+        self._depth = self._base.bit_length() - 1
+        self._sum = np.zeros(2 * self._base, np.float64)
+        self._min = np.full(2 * self._base, np.inf)  # min over positive leaves; inf where none
+        self._max = np.zeros(2 * self._base, np.float64)
+
+    @property
+    def capacity(self) -> int:
+        """Number of leaves."""
+        return self._capacity
+
+    def update(self, indices: np.ndarray, priorities: np.ndarray) -> None:
+        """Set leaves[indices] = priorities (the last one wins for a repeated index) and refresh their ancestors.
+
+        Args:
+            indices: [M] leaf indices in [0, capacity).
+            priorities: [M] finite values >= 0 (0 = never found).
+        """
+        idx = self._checked(indices).reshape(-1)
+        val = np.asarray(priorities, np.float64).reshape(-1)
+        if idx.shape != val.shape:
+            raise ValueError(f"indices {idx.shape} and priorities {val.shape} differ in shape")
+        if idx.size == 0:
+            return
+        if not np.all(np.isfinite(val) & (val >= 0)):
+            raise ValueError("priorities must be finite and >= 0")
+        idx, val = _last_per_index(idx, val)
+        nodes = idx + self._base
+        self._sum[nodes] = val
+        self._min[nodes] = np.where(val > 0, val, np.inf)
+        self._max[nodes] = val
+        for _ in range(self._depth):  # all leaves at one depth: a level per pass (repeated parents get equal values)
+            nodes = nodes // 2
+            left, right = 2 * nodes, 2 * nodes + 1
+            self._sum[nodes] = self._sum[left] + self._sum[right]
+            self._min[nodes] = np.minimum(self._min[left], self._min[right])
+            self._max[nodes] = np.maximum(self._max[left], self._max[right])
+
+    def total(self) -> float:
+        """Sum of all leaves."""
+        return float(self._sum[1])
+
+    @property
+    def max_priority(self) -> float:
+        """Largest leaf now in the tree (0.0 when empty)."""
+        return float(self._max[1])
+
+    @property
+    def min_positive(self) -> float:
+        """Smallest positive leaf now in the tree (inf when none)."""
+        return float(self._min[1])
+
+    def get(self, indices: np.ndarray) -> np.ndarray:
+        """Leaf values: indices [...] in [0, capacity) -> [...] float64."""
+        return self._sum[self._checked(indices) + self._base]
+
+    def _checked(self, indices: np.ndarray) -> np.ndarray:
+        """Indices as int64, raising IndexError outside [0, capacity)."""
+        idx = np.asarray(indices, np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= self._capacity):
+            raise IndexError(f"leaf index out of [0, {self._capacity})")
+        return idx
+
+    def find(self, values: np.ndarray) -> np.ndarray:
+        """Prefix-sum search: leaf i with S_i <= v < S_{i+1}, S_i = sum of leaves before i.
+
+        A value on a boundary goes to the leaf that starts there; zero leaves are never returned (a value at or
+        past the total, or pushed there by rounding, gives the last positive leaf; a negative one the first).
+
+        Args:
+            values: [...] float values in [0, total()).
+        Returns:
+            [...] int64 leaf indices, each with a positive leaf.
+        """
+        if not self._sum[1] > 0:
+            raise ValueError("find on a tree whose total is 0")
+        v = np.maximum(np.asarray(values, np.float64), 0.0)
+        node = np.ones(v.shape, np.int64)
+        for _ in range(self._depth):
+            left = 2 * node
+            left_sum = self._sum[left]
+            go_right = (v >= left_sum) & (self._sum[left + 1] > 0)
+            v = np.where(go_right, v - left_sum, v)
+            node = np.where(go_right, left + 1, left)
+        return node - self._base
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of the node arrays: sum, min, max, each [2 * base] float64."""
+        return {name: getattr(self, f"_{name}").copy() for name in ("sum", "min", "max")}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Restore the node arrays written by `state_dict` (same capacity)."""
+        for name in ("sum", "min", "max"):
+            _copy_into(getattr(self, f"_{name}"), state[name], name)
+
+
+def _copy_into(target: np.ndarray, source: np.ndarray, name: str) -> None:
+    """Copy the saved array `source` into the live `target` in place, after checking shape and dtype."""
+    source = np.asarray(source)
+    if source.shape != target.shape or source.dtype != target.dtype:
+        raise ValueError(f"{name}: saved {source.shape} {source.dtype}, buffer has {target.shape} {target.dtype}")
+    np.copyto(target, source)
+
+
+class PrioritizedReplay:
+    """Ring buffer of one environment's steps with proportional PER, n-step returns and frame stacks rebuilt."""
+
+    def __init__(
+        self,
+        capacity: int,
+        frame_shape: tuple[int, ...],
+        frame_dtype: np.dtype | type,
+        stack: int,
+        n_step: int,
+        gamma: float,
+        alpha: float,
+        new_priority: str,
+        generator: np.random.Generator,
+    ) -> None:
+        """Empty buffer.
+
+        Args:
+            capacity: rows kept (the oldest is overwritten), > stack + n_step.
+            frame_shape: one frame, e.g. (84, 84) uint8 images or (K_max, 64) float16 embeddings.
+            frame_dtype: storage dtype of a frame.
+            stack: frames per observation (4).
+            n_step: n of the n-step return (SPEC §8: 20).
+            gamma: discount per step.
+            alpha: priority exponent (tree values are p^alpha).
+            new_priority: "max" (current max priority) or "one" (1.0) for new rows.
+            generator: the only source of randomness (stratified sampling); its state is the caller's to save.
+        """
+        if stack < 1 or n_step < 1 or capacity <= stack + n_step:
+            raise ValueError(f"need stack >= 1, n_step >= 1, capacity > stack + n_step: {capacity}, {stack}, {n_step}")
+        if not 0.0 <= gamma <= 1.0 or alpha < 0.0:
+            raise ValueError(f"need gamma in [0, 1] and alpha >= 0, got {gamma}, {alpha}")
+        if new_priority not in ("max", "one"):
+            raise ValueError(f"new_priority must be 'max' or 'one', got {new_priority!r}")
+        self._capacity, self._stack, self._n, self._gamma, self._alpha = capacity, stack, n_step, gamma, alpha
+        self._new_priority = new_priority
+        self._rng = generator
+        self._frame_shape = tuple(int(d) for d in frame_shape)
+        self._frames = np.zeros((capacity, *self._frame_shape), np.dtype(frame_dtype))
+        self._actions = np.zeros(capacity, np.int64)
+        self._rewards = np.zeros(capacity, np.float32)
+        self._terminals = np.zeros(capacity, np.bool_)
+        self._priorities = np.zeros(capacity, np.float64)  # p^alpha per slot, valid or not
+        self._tree = SumTree(capacity)
+        self._count = 0  # rows ever appended = global time of the next row
+        self._max_priority = 1.0
+        self._powers = gamma ** np.arange(n_step + 1, dtype=np.float64)  # [n + 1]: gamma^0..gamma^n
+
+    @property
+    def capacity(self) -> int:
+        """Rows the ring holds."""
+        return self._capacity
+
+    @property
+    def max_priority(self) -> float:
+        """p_max: largest (|p| + eps)^alpha given to `update_priorities`, 1.0 before any."""
+        return self._max_priority
+
+    @property
+    def tree(self) -> SumTree:
+        """The sum tree (read it; write through the buffer only)."""
+        return self._tree
+
+    def __len__(self) -> int:
+        """Rows stored, min(appended, capacity) (valid or not)."""
+        return min(self._count, self._capacity)
+
+    def _new_value(self) -> float:
+        """Tree value of a new row: p_max ("max") or 1.0 ("one")."""
+        return self._max_priority if self._new_priority == "max" else 1.0
+
+    def _valid(self, times: np.ndarray) -> np.ndarray:
+        """Validity (module docstring, (a) and (b)) of rows at global times [M] -> [M] bool."""
+        count, oldest = self._count, self._count - len(self)
+        window = times[:, None] + np.arange(self._n)  # [M, n]: t..t+n-1
+        cut = np.any(self._terminals[window % self._capacity] & (window < count), axis=1)
+        future_ok = (times + self._n < count) | cut
+        past_ok = (times - self._stack + 1 >= oldest) | (oldest == 0)
+        return future_ok & past_ok & (times >= oldest) & (times < count)
+
+    def _refresh(self, times: np.ndarray) -> None:
+        """Write tree leaf = priority if valid else 0 for the rows at global times [M]."""
+        slots = times % self._capacity
+        self._tree.update(slots, np.where(self._valid(times), self._priorities[slots], 0.0))
+
+    def append(self, obs: np.ndarray, action: int, reward: float, terminal: bool) -> None:
+        """Store step t = number of rows appended so far (overwrites the oldest row when full).
+
+        Args:
+            obs: [*frame_shape] the newest frame when the action was chosen.
+            action: action index.
+            reward: clipped reward.
+            terminal: the episode ended after this action (life loss, game over or cap).
+        """
+        obs = self._check_frames(np.asarray(obs)[None])[0]
+        time = self._count
+        slot = time % self._capacity
+        self._frames[slot] = obs
+        self._actions[slot], self._rewards[slot], self._terminals[slot] = action, reward, terminal
+        self._priorities[slot] = self._new_value()
+        self._count += 1
+        oldest = self._count - len(self)
+        newest = np.arange(max(oldest, time - self._n), time + 1)
+        edge = np.arange(oldest, min(oldest + self._stack - 1, time + 1))
+        self._refresh(np.concatenate([edge, newest]))
+
+    def prefill(self, frames: np.ndarray, actions: np.ndarray, rewards: np.ndarray, terminals: np.ndarray) -> None:
+        """Append M rows at once, leaving exactly the state M one-by-one `append` calls would leave.
+
+        Args:
+            frames: [M, *frame_shape]; actions: [M] int; rewards: [M] float; terminals: [M] bool.
+        """
+        frames = self._check_frames(np.asarray(frames))
+        m = frames.shape[0]
+        if not len(actions) == len(rewards) == len(terminals) == m:
+            raise ValueError("prefill arrays differ in length")
+        keep = min(m, self._capacity)  # earlier rows would be overwritten within the pre-fill itself
+        slots = (self._count + np.arange(m - keep, m)) % self._capacity
+        self._frames[slots] = frames[m - keep :]
+        self._actions[slots] = np.asarray(actions)[m - keep :]
+        self._rewards[slots] = np.asarray(rewards)[m - keep :]
+        self._terminals[slots] = np.asarray(terminals)[m - keep :]
+        self._priorities[slots] = self._new_value()  # p_max cannot change during appends
+        self._count += m
+        self._refresh(np.arange(self._count - len(self), self._count))
+
+    def _check_frames(self, frames: np.ndarray) -> np.ndarray:
+        """Check [M, *frame_shape] frames and a same-kind cast to the storage dtype; returns them."""
+        if frames.shape[1:] != self._frame_shape:
+            raise ValueError(f"frame shape {frames.shape[1:]}, buffer stores {self._frame_shape}")
+        if not np.can_cast(frames.dtype, self._frames.dtype, "same_kind"):
+            raise TypeError(f"cannot store {frames.dtype} frames as {self._frames.dtype}")
+        return frames
+
+    def _stacks(self, times: np.ndarray) -> np.ndarray:
+        """Frame stacks at global times [B] -> [B, stack, *frame_shape], earlier-episode frames zeroed."""
+        t = times[:, None] + np.arange(1 - self._stack, 1)  # [B, S], oldest first
+        out = self._frames[t % self._capacity]  # [B, S, *frame_shape]
+        prev = t[:, :-1]  # [B, S - 1]: an episode ending here (or time < 0) hides this frame and older ones
+        ended = self._terminals[prev % self._capacity] | (prev < 0)
+        earlier = np.logical_or.accumulate(ended[:, ::-1], axis=1)[:, ::-1]
+        out[:, :-1][earlier] = 0
+        return out
+
+    def _n_step(self, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """n-step returns sum_k gamma^k r_{t+k} up to the first terminal (inclusive), and done flags.
+
+        Args:
+            times: [B] global times of valid rows.
+        Returns:
+            (returns [B] float64, done [B] bool: a terminal lies in t..t+n-1).
+        """
+        window = (times[:, None] + np.arange(self._n)) % self._capacity  # [B, n]
+        term = self._terminals[window]
+        alive = np.ones_like(term)  # [B, n]: no terminal before step k of the window
+        alive[:, 1:] = ~np.logical_or.accumulate(term[:, :-1], axis=1)
+        rewards = np.where(alive, self._rewards[window].astype(np.float64), 0.0)
+        return rewards @ self._powers[: self._n], np.any(term & alive, axis=1)
+
+    def sample(self, batch_size: int, beta: float) -> dict[str, np.ndarray]:
+        """Stratified proportional sample of valid rows with IS weights (PER, Schaul et al. 2016).
+
+        Args:
+            batch_size: B; the total priority is split into B equal segments, one uniform draw in each.
+            beta: IS exponent; w_i = (N P(i))^-beta / max_j (N P(j))^-beta over all valid j = (p_i / p_min)^-beta.
+        Returns:
+            indices [B] int64 slots (for `update_priorities`); obs [B, stack, *frame_shape] (stack at t);
+            actions [B] int64; returns [B] float32; discounts [B] float32 (gamma^n, 0 if a terminal is in
+            t..t+n-1); next_obs [B, stack, *frame_shape] (stack at t+n, zeros where discounts is 0 by a
+            terminal); weights [B] float32 in (0, 1].
+        """
+        total = self._tree.total()
+        if not total > 0:
+            raise RuntimeError("no valid transition to sample yet")
+        values = (np.arange(batch_size) + self._rng.random(batch_size)) * (total / batch_size)
+        slots = self._tree.find(values)
+        times = self._count - 1 - (self._count - 1 - slots) % self._capacity
+        returns, done = self._n_step(times)
+        next_obs = np.zeros((batch_size, self._stack, *self._frame_shape), self._frames.dtype)
+        next_obs[~done] = self._stacks(times[~done] + self._n)
+        weights = (self._tree.get(slots) / self._tree.min_positive) ** -beta
+        return {
+            "indices": slots,
+            "obs": self._stacks(times),
+            "actions": self._actions[slots].copy(),
+            "returns": returns.astype(np.float32),
+            "discounts": np.where(done, 0.0, self._powers[self._n]).astype(np.float32),
+            "next_obs": next_obs,
+            "weights": weights.astype(np.float32),
+        }
+
+    def update_priorities(self, indices: np.ndarray, priorities: np.ndarray) -> None:
+        """Set priorities[i] = (|p| + eps)^alpha (last wins if repeated) and raise p_max; invalid rows stay 0.
+
+        Args:
+            indices: [M] slots from `sample`, each holding a stored row.
+            priorities: [M] new raw priorities (e.g. the per-sample loss).
+        """
+        idx = np.asarray(indices, np.int64).reshape(-1)
+        values = (np.abs(np.asarray(priorities, np.float64).reshape(-1)) + PRIORITY_EPS) ** self._alpha
+        if idx.shape != values.shape:
+            raise ValueError(f"indices {idx.shape} and priorities {values.shape} differ in shape")
+        if idx.size == 0:
+            return
+        if idx.min() < 0 or idx.max() >= len(self) or not np.all(np.isfinite(values)):
+            raise ValueError("indices must be stored slots and priorities finite")
+        idx, values = _last_per_index(idx, values)
+        self._priorities[idx] = values
+        self._max_priority = max(self._max_priority, float(values.max()))
+        self._refresh(self._count - 1 - (self._count - 1 - idx) % self._capacity)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of every array and counter (numpy), enough to restore sampling exactly with the same generator."""
+        state = {f"tree_{k}": v for k, v in self._tree.state_dict().items()}
+        for name in _ARRAYS:
+            state[name] = getattr(self, f"_{name}").copy()
+        state.update(count=np.asarray(self._count, np.int64), max_priority=np.asarray(self._max_priority))
+        return state | {"config": self._config()}
+
+    def _config(self) -> np.ndarray:
+        """[6] float64: capacity, stack, n_step, gamma, alpha, new_priority ("max" 1, "one" 0); checked on load."""
+        flag = 1.0 if self._new_priority == "max" else 0.0
+        return np.asarray([self._capacity, self._stack, self._n, self._gamma, self._alpha, flag], np.float64)
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Restore a `state_dict` from a buffer built with the same arguments (the generator is the caller's)."""
+        if not np.array_equal(np.asarray(state["config"]), self._config()):
+            raise ValueError(f"saved buffer config {state['config']} differs from {self._config()}")
+        self._tree.load_state_dict({k: state[f"tree_{k}"] for k in ("sum", "min", "max")})
+        for name in _ARRAYS:
+            _copy_into(getattr(self, f"_{name}"), state[name], name)
+        self._count = int(state["count"])
+        self._max_priority = float(state["max_priority"])

@@ -1,0 +1,91 @@
+"""Train and evaluate one (variant, regime, game, seed) run (SPEC §7-§10); resumes from its work folder.
+
+PYTHONHASHSEED=0 python src/train_agent.py --params params.yaml conf/full.yaml --variant spirl --regime 100k \
+    --game Seaquest --seed 0 [--in-model MAE --in-mr MR.json] [--in-frames FRAMES.npz] \
+    --out-eval .../eval.json --out-progress .../progress.csv --out-run .../run.json --out-weights .../weights.npz \
+    --work work/full/runs/spirl/100k/Seaquest/0
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from spirl.agent import frame_spec
+from spirl.cli import base_parser, setup_logging
+from spirl.config import ConfigError, load_params, resolve_mr, resolve_variant, to_plain
+from spirl.io import read_json, write_json, write_npz
+from spirl.plots import write_csv
+from spirl.pretrain import load_model
+from spirl.runinfo import run_record
+from spirl.runtime import autocast_dtype, setup_torch
+from spirl.selection import k_max_from_ratio
+from spirl.train import RunKey, TrainingRun, make_represent, run_training
+
+
+def parse_args():
+    parser = base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--variant", required=True)
+    parser.add_argument("--regime", required=True)
+    parser.add_argument("--game", required=True)
+    parser.add_argument("--seed", type=int, required=True)
+    for name in ("model", "mr", "frames"):
+        parser.add_argument(f"--in-{name}", type=Path, default=None)
+    for name in ("eval", "progress", "run", "weights"):
+        parser.add_argument(f"--out-{name}", type=Path, required=True)
+    parser.add_argument("--work", type=Path, required=True, help="scratch folder for the resume checkpoint")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    log = setup_logging("train_agent", args.log)
+    params = resolve_variant(load_params(args.params), args.variant)
+    base = params.experiment.variants[args.variant].base
+    device = setup_torch(params.runtime)
+    mae, k_max, mr = None, 0, None
+    if base == "spirl":
+        if args.in_model is None or args.in_mr is None:
+            raise ConfigError(f"variant {args.variant!r} (base spirl) needs --in-model and --in-mr")
+        mae = load_model(args.in_model, device)
+        n = mae.config.num_patches
+        mr = resolve_mr(params.saliency, args.game, read_json(args.in_mr)["result"]["mr_star"])
+        k_max = n if params.saliency.selection == "all" else k_max_from_ratio(n, mr)
+    spec = frame_spec(base, params.agent, k_max, mae.config.encoder_dim if mae else 0, params.atari.frame_size_px,
+                      params.replay.embedding_dtype)
+    represent = make_represent(spec, params, mae, k_max, autocast_dtype(params.runtime, device))
+    prefill = None
+    if params.replay.prefill == "pretraining":
+        if args.in_frames is None:
+            raise ConfigError(f"variant {args.variant!r} (replay.prefill: pretraining) needs --in-frames")
+        with np.load(args.in_frames) as data:
+            prefill = {k: data[k] for k in ("frames", "actions", "rewards_clipped", "terminals")}
+    key = RunKey(args.variant, args.regime, args.game, args.seed)
+    start = time.perf_counter()
+    run = TrainingRun(key, params, spec, represent, device, prefill)
+    resumed = run.load(args.work / "checkpoint.pt")
+    log.info("%s: base %s, K_max %s, %s", key, base, k_max or "-",
+             f"resuming at env step {run.state.env_step}" if resumed else "from scratch")
+    with tqdm(total=run.online_steps, initial=run.state.env_step, desc=f"{args.variant} {args.game}",
+              unit="step", mininterval=5.0) as bar:
+        timing = run_training(run, args.work / "checkpoint.pt", params.train.checkpoint_every_env_steps,
+                              on_step=bar.update, log=log.info)
+    wall_s = time.perf_counter() - start
+    write_npz(args.out_weights, {k: v.detach().cpu().numpy() for k, v in run.agent.online.state_dict().items()})
+    write_csv(run.state.progress or [{"env_step": run.state.env_step, "episode": 0}], args.out_progress)
+    write_json(args.out_eval, {"variant": args.variant, "regime": args.regime, "game": args.game, "seed": args.seed,
+                               "metric": run.regime.metric, "points": run.state.evals})
+    write_json(args.out_run, run_record(
+        stage="train_agent", params=to_plain(params), wildcards={**vars(key), "profile": params.experiment.profile},
+        seeds={name: key.stream(name) for name in ("env", "actions", "init", "noise", "replay")}, wall_time_s=wall_s,
+        extra={"base": base, "k_max": k_max, "mr": mr, "resumed": resumed, "updates": run.agent.updates,
+               "online_env_steps": run.online_steps, "timing_s": timing, "device_used": str(device),
+               "updates_per_s": run.agent.updates / max(timing["train_s"], 1e-9)},
+    ))
+
+
+if __name__ == "__main__":
+    main()
