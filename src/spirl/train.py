@@ -30,6 +30,7 @@ from spirl.seeding import derive_seed
 from spirl.selection import select_batched
 
 Represent = Callable[[np.ndarray], np.ndarray]  # frames uint8 [B, H, W, 3] -> reps [B, *spec.shape]
+EnvFactory = Callable[[int, str], AtariEnv]  # (seed, "train" | "eval") -> env; the Atari wrapper by default
 
 
 def make_represent(spec: FrameSpec, params: Params, mae: MaskedAutoencoder | None, k_max: int,
@@ -87,10 +88,11 @@ class TrainingRun:
     """One (variant, regime, game, seed) run of SPEC §8-§10 on `params` (the variant's resolved params)."""
 
     def __init__(self, key: RunKey, params: Params, spec: FrameSpec, represent: Represent, device: torch.device,
-                 prefill: dict[str, np.ndarray] | None = None) -> None:
+                 prefill: dict[str, np.ndarray] | None = None, env_factory: EnvFactory | None = None) -> None:
         self.key, self.params, self.spec, self.represent, self.device = key, params, spec, represent, device
         self.regime: RegimeParams = params.train.regimes[key.regime]
-        self.env: AtariEnv = make_env(key.game, key.stream("env"), "train", params.atari)
+        self.env_factory = env_factory or (lambda seed, mode: make_env(key.game, seed, mode, params.atari))
+        self.env: AtariEnv = self.env_factory(key.stream("env"), "train")
         self.rng = np.random.Generator(np.random.PCG64(key.stream("actions")))
         net = build_qnetwork(spec, params.agent, self.env.n_actions, params.atari.frame_stack,
                              torch.Generator().manual_seed(key.stream("init")))
@@ -166,7 +168,7 @@ class TrainingRun:
         """SPEC §10: n_envs eval-mode envs with distinct seeds, one episode each, lock-step, eps 0.001."""
         ev = self.params.eval
         seeds = eval_seeds(self.key.stream(f"eval@{self.state.env_step}"), ev.n_envs)
-        envs = [make_env(self.key.game, s, "eval", self.params.atari) for s in seeds]
+        envs = [self.env_factory(s, "eval") for s in seeds]
         rng = np.random.Generator(np.random.PCG64(self.key.stream(f"eval-eps@{self.state.env_step}")))
         result = evaluate(envs, self.represent, lambda st: self.agent.act_eval(torch.as_tensor(st)),
                           self.params.atari.frame_stack, ev.epsilon, rng)
@@ -206,9 +208,12 @@ class TrainingRun:
         return True
 
 
-def run_training(run: TrainingRun, checkpoint: Path, checkpoint_every: int,
+def run_training(run: TrainingRun, checkpoint: Path | None, checkpoint_every: int,
                  on_step: Callable[[], None] | None = None, log: Callable[[str], None] = print) -> dict:
-    """Train to the regime's end with evaluations and periodic checkpoints; returns timing by part."""
+    """Train to the regime's end with evaluations and periodic checkpoints (none if `checkpoint` is None).
+
+    Returns: wall seconds by part: {"train_s", "eval_s"}.
+    """
     timing = {"train_s": 0.0, "eval_s": 0.0}
     while not run.done():
         start = time.perf_counter()
@@ -219,7 +224,7 @@ def run_training(run: TrainingRun, checkpoint: Path, checkpoint_every: int,
             point = run.evaluate()
             timing["eval_s"] += time.perf_counter() - start
             log(f"eval at {point['env_step']}: mean return {np.mean(point['returns']):.1f}")
-        if run.state.env_step % checkpoint_every == 0 or run.done():
+        if checkpoint is not None and (run.state.env_step % checkpoint_every == 0 or run.done()):
             run.save(checkpoint)
         if on_step is not None:
             on_step()
