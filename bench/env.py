@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
-import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -30,8 +27,7 @@ import numpy as np
 
 from spirl.atari import AtariEnv, derive_seeds, make_ale, make_env, rom_id
 from spirl.config import AtariParams, load_params
-from spirl.io import write_json
-from spirl.runinfo import device_info, git_commit, library_versions
+from spirl.runinfo import emit_bench
 
 MIN_RATIO = 0.80
 BLOCK_STEPS = 500
@@ -134,19 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     params = load_params(args.params)
     games = args.games or list(params.experiment.games)
     results = {game: bench_game(game, args.steps, args.seed, params.atari) for game in games}
-    payload = {
-        "bench": "env",
-        "settings": {"mode": "train", **dataclasses.asdict(params.atari), "seed": args.seed,
-                     "block_steps": BLOCK_STEPS, "min_ratio": MIN_RATIO},
-        "results": results,
-        "device": {**device_info(), "processor": platform.processor() or platform.machine()},
-        "versions": library_versions(),
-        "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "git_commit": git_commit(),
-    }
-    print(json.dumps(payload))
-    if args.out is not None:
-        write_json(args.out, payload)
+    emit_bench({"bench": "env", "results": results,
+                "settings": {"mode": "train", **dataclasses.asdict(params.atari), "seed": args.seed,
+                             "block_steps": BLOCK_STEPS, "min_ratio": MIN_RATIO}}, args.out)
     return 0
 
 

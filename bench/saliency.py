@@ -14,9 +14,7 @@ untrained model are less meaningful). Without --frames, random uint8 frames are 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -25,10 +23,9 @@ import numpy as np
 import torch
 
 from spirl.config import load_params
-from spirl.io import write_json
 from spirl.mae import MAEConfig, MaskedAutoencoder
 from spirl.pretrain import load_model, mae_config
-from spirl.runinfo import device_info, git_commit, library_versions
+from spirl.runinfo import emit_bench
 from spirl.saliency import embed_selected, error_map, error_map_reference
 from spirl.selection import dynamic_k_batched, k_max_from_ratio
 
@@ -121,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             row.update(precision=dtype_name, speedup_vs_reference=row["frames_per_s"] / reference["frames_per_s"])
             results.append(row)
             print(json.dumps(row), file=sys.stderr)
-    payload = {
+    emit_bench({
         "bench": "saliency",
         "settings": {"grid": config.grid, "num_patches": config.num_patches, "k_max": k_max, "xscale": xscale,
                      "model": str(args.model) if args.model else "random init (paper size)",
@@ -129,15 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         "reference_batch1_fp32": reference,
         "results": results,
         "bf16_same_selection_share": same_selection_share(model, frames, k_max, xscale, max(args.batches)),
-        "device": {**device_info(), "torch_device": str(device), "torch_threads": torch.get_num_threads(),
-                   "processor": platform.processor() or platform.machine()},
-        "versions": library_versions(),
-        "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "git_commit": git_commit(),
-    }
-    print(json.dumps(payload))
-    if args.out is not None:
-        write_json(args.out, payload)
+        "device": {"torch_device": str(device), "torch_threads": torch.get_num_threads()},
+    }, args.out)
     return 0
 
 

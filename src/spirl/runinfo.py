@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import platform
 import subprocess
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from spirl.config import REPO_ROOT
+from spirl.io import write_json
 
 # Libraries whose version is recorded when the job has imported them.
 _TRACKED = ("numpy", "torch", "ale_py", "cv2", "gymnasium", "pandas", "matplotlib", "yaml")
@@ -46,6 +49,22 @@ def device_info() -> dict[str, Any]:
     if torch is not None and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
+
+
+def provenance() -> dict[str, Any]:
+    """Where and with what a result was made: device, library versions, UTC time, git commit."""
+    return {"device": device_info(), "versions": library_versions(), "git_commit": git_commit(),
+            "date_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
+
+
+def emit_bench(payload: Mapping[str, Any], out: Path | None) -> None:
+    """A benchmark's result with its provenance: one JSON line on stdout, and the file `out` if given."""
+    record = {**payload, **provenance()}
+    record["device"] = {**record["device"], "processor": platform.processor() or platform.machine(),
+                        **payload.get("device", {})}
+    print(json.dumps(record))
+    if out is not None:
+        write_json(out, record)
 
 
 def run_record(*, stage: str, params: Mapping[str, Any], wildcards: Mapping[str, Any],
