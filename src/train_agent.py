@@ -83,7 +83,7 @@ def main() -> None:
         seeds={name: key.stream(name) for name in ("env", "actions", "init", "noise", "replay")}, wall_time_s=wall_s,
         extra={"base": base, "k_max": k_max, "mr": mr, "resumed": resumed, "updates": run.agent.updates,
                "online_env_steps": run.online_steps, "timing_s": timing, "device_used": str(device),
-               "updates_per_s": run.agent.updates / max(timing["train_s"], 1e-9)},
+               "updates_per_s": run.agent.updates / max(timing.get("learn", 0.0), 1e-9)},
     ))
 
 

@@ -308,6 +308,17 @@ def section_values(params: Params, stage: Stage, wildcards: Mapping[str, str] | 
     return json.dumps(out, sort_keys=True)
 
 
+def gpu_tokens(params: Params) -> int:
+    """GPU tokens a torch job takes (Snakemake `resources: gpu`): 1 when it will run on a GPU, else 0."""
+    if params.runtime.device == "cpu":
+        return 0
+    if params.runtime.device == "cuda":
+        return 1
+    import torch  # only for device "auto"
+
+    return int(torch.cuda.is_available())
+
+
 def check_snakemake_config(config: Mapping, root: Path = Path(".")) -> Params:
     """Validate Snakemake's merged config and check it is exactly params.yaml + conf/<profile>.yaml.
 

@@ -8,8 +8,9 @@ checkpointed, so a killed run resumes exactly.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +54,21 @@ def make_represent(spec: FrameSpec, params: Params, mae: MaskedAutoencoder | Non
         return embeddings.cpu().numpy().astype(spec.dtype)
 
     return represent
+
+
+class Stopwatch:
+    """Wall seconds by part of a run (env, represent, act, replay, learn, eval, checkpoint)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, part: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[part] = self.seconds.get(part, 0.0) + time.perf_counter() - start
 
 
 @dataclass(frozen=True)
@@ -102,6 +118,7 @@ class TrainingRun:
             params.train.multi_step, params.train.discount, params.replay.priority_exponent,
             params.replay.new_priority, np.random.Generator(np.random.PCG64(key.stream("replay"))))
         self.state = RunState()
+        self.clock = Stopwatch()
         self.learn_start = params.train.learn_start_env_steps
         if prefill is not None:  # DE-Rainbow-P: the pre-training transitions replace the random warm-up
             terminals = prefill["terminals"].copy()
@@ -115,15 +132,18 @@ class TrainingRun:
     # --- acting -----------------------------------------------------------------------------------
 
     def _new_episode(self) -> None:
-        self.env.reset()
-        rep = self.represent(self.env.frame[None])[0]
+        with self.clock("env"):
+            self.env.reset()
+        with self.clock("represent"):
+            rep = self.represent(self.env.frame[None])[0]
         self.state.stack = np.zeros((self.params.atari.frame_stack, *self.spec.shape), self.spec.dtype)
         self.state.stack[-1] = rep
 
     def _choose(self) -> int:
         if self.state.env_step < self.learn_start:
             return int(self.rng.integers(self.env.n_actions))  # epsilon = 1 before learning starts
-        return int(self.agent.act(torch.from_numpy(self.state.stack[None]))[0])
+        with self.clock("act"):
+            return int(self.agent.act(torch.from_numpy(self.state.stack[None]))[0])
 
     def env_step(self) -> None:
         """Act, store the transition, learn when due, and log the episode when it ends."""
@@ -131,9 +151,11 @@ class TrainingRun:
         if s.stack is None:
             self._new_episode()
         action = self._choose()
-        _, reward, terminated, truncated, info = self.env.step(action)
+        with self.clock("env"):
+            _, reward, terminated, truncated, info = self.env.step(action)
         done = terminated or truncated
-        self.replay.append(s.stack[-1], action, reward, done)
+        with self.clock("replay"):
+            self.replay.append(s.stack[-1], action, reward, done)
         s.env_step += 1
         s.episode_raw, s.episode_clipped = s.episode_raw + info["raw_reward"], s.episode_clipped + reward
         s.episode_length += 1
@@ -141,17 +163,21 @@ class TrainingRun:
             self._log_episode()
             self._new_episode()
         else:
-            s.stack = np.concatenate([s.stack[1:], self.represent(self.env.frame[None])])
+            with self.clock("represent"):
+                s.stack = np.concatenate([s.stack[1:], self.represent(self.env.frame[None])])
         if s.env_step > self.learn_start and (s.env_step - self.learn_start) % self.regime.env_steps_per_update == 0:
             self._learn()
 
     def _learn(self) -> None:
         beta = linear_schedule(self.state.env_step, self.params.replay.priority_weight_start, 1.0,
                                self.online_steps)
-        batch = self.replay.sample(self.params.train.batch_size, beta)
+        with self.clock("replay"):
+            batch = self.replay.sample(self.params.train.batch_size, beta)
         indices = batch.pop("indices")
-        loss, priorities = self.agent.learn(batch)
-        self.replay.update_priorities(indices, priorities)
+        with self.clock("learn"):
+            loss, priorities = self.agent.learn(batch)
+        with self.clock("replay"):
+            self.replay.update_priorities(indices, priorities)
         self.state.losses.append(loss)
 
     def _log_episode(self) -> None:
@@ -209,23 +235,20 @@ class TrainingRun:
 
 
 def run_training(run: TrainingRun, checkpoint: Path | None, checkpoint_every: int,
-                 on_step: Callable[[], None] | None = None, log: Callable[[str], None] = print) -> dict:
+                 on_step: Callable[[], None] | None = None, log: Callable[[str], None] = print) -> dict[str, float]:
     """Train to the regime's end with evaluations and periodic checkpoints (none if `checkpoint` is None).
 
-    Returns: wall seconds by part: {"train_s", "eval_s"}.
+    Returns: wall seconds of this process by part (env, represent, act, replay, learn, eval, checkpoint).
     """
-    timing = {"train_s": 0.0, "eval_s": 0.0}
     while not run.done():
-        start = time.perf_counter()
         run.env_step()
-        timing["train_s"] += time.perf_counter() - start
         if run.eval_due():
-            start = time.perf_counter()
-            point = run.evaluate()
-            timing["eval_s"] += time.perf_counter() - start
+            with run.clock("eval"):
+                point = run.evaluate()
             log(f"eval at {point['env_step']}: mean return {np.mean(point['returns']):.1f}")
         if checkpoint is not None and (run.state.env_step % checkpoint_every == 0 or run.done()):
-            run.save(checkpoint)
+            with run.clock("checkpoint"):
+                run.save(checkpoint)
         if on_step is not None:
             on_step()
-    return timing
+    return dict(run.clock.seconds)

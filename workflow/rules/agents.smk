@@ -20,5 +20,7 @@ rule train:
         cmd=lambda wc: train_job(wc).cmd,
         sections=lambda wc: pipeline.section_values(PARAMS, pipeline.TRAIN, dict(wc)),
     threads: PARAMS.runtime.torch_threads
+    resources:
+        gpu=GPU,
     shell:
         "{params.cmd}"

@@ -2,6 +2,7 @@
 # src/spirl/pipeline.py (the plan DVC's files are generated from).
 
 GAMES = tuple(pipeline.needed_games(PARAMS))
+GPU = pipeline.gpu_tokens(PARAMS)  # jobs that run torch take one GPU token when the device is a GPU
 
 wildcard_constraints:
     game="|".join(PARAMS.experiment.games),

@@ -12,6 +12,8 @@ rule pretrain_mae:
         cmd=stage_cmd(pipeline.PRETRAIN_MAE),
         sections=pipeline.section_values(PARAMS, pipeline.PRETRAIN_MAE),
     threads: PARAMS.runtime.torch_threads
+    resources:
+        gpu=GPU,
     shell:
         "{params.cmd}"
 
@@ -28,6 +30,8 @@ rule estimate_mr:
         cmd=stage_cmd(pipeline.ESTIMATE_MR),
         sections=pipeline.section_values(PARAMS, pipeline.ESTIMATE_MR),
     threads: PARAMS.runtime.torch_threads
+    resources:
+        gpu=GPU,
     shell:
         "{params.cmd}"
 
@@ -44,6 +48,8 @@ rule saliency_figures:
         cmd=stage_cmd(pipeline.SALIENCY_FIGURES),
         sections=pipeline.section_values(PARAMS, pipeline.SALIENCY_FIGURES),
     threads: PARAMS.runtime.torch_threads
+    resources:
+        gpu=GPU,
     shell:
         "{params.cmd}"
 

@@ -1,0 +1,88 @@
+"""Benchmark: learner updates/s and acting actions/s of the pixel (DE-Rainbow) and SPIRL agents.
+
+Paper sizes from params.yaml (batch 32, 18 actions; SPIRL K_max of the given game's adopted mr), on
+synthetic batches (the replay is not timed here: see bench/run.py for whole runs).
+
+    python bench/learner.py --out bench/results/learner-<device>.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from spirl.agent import Agent, build_qnetwork, frame_spec
+from spirl.config import load_params, resolve_variant
+from spirl.networks import parameter_count
+from spirl.runinfo import emit_bench
+from spirl.selection import k_max_from_ratio
+
+
+def synthetic_batch(spec, batch: int, stack: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A replay-shaped batch of random frames (embeddings or pixels)."""
+    shape = (batch, stack, *spec.shape)
+    if spec.kind == "embeddings":
+        obs = rng.standard_normal(shape).astype(spec.dtype)
+        nxt = rng.standard_normal(shape).astype(spec.dtype)
+    else:
+        obs, nxt = (rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(2))
+    return {"obs": obs, "next_obs": nxt, "actions": rng.integers(0, 18, batch),
+            "returns": rng.uniform(-1, 1, batch).astype(np.float32),
+            "discounts": np.full(batch, 0.99**20, np.float32), "weights": np.ones(batch, np.float32)}
+
+
+def rate(fn, seconds: float, device: torch.device) -> float:
+    """Calls of fn per second (one warm-up call, then at least `seconds`)."""
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        fn()
+        n += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return n / (time.perf_counter() - start)
+
+
+def bench_variant(params, variant: str, game: str, device: torch.device, seconds: float) -> dict:
+    """updates/s (batch 32) and actions/s (batch 1) for one variant."""
+    p = resolve_variant(params, variant)
+    base = p.experiment.variants[variant].base
+    k_max = k_max_from_ratio(144, p.saliency.paper_mr[game])
+    spec = frame_spec(base, p.agent, k_max, p.mae.encoder_dim, p.atari.frame_size_px, p.replay.embedding_dtype)
+    net = build_qnetwork(spec, p.agent, 18, p.atari.frame_stack, torch.Generator().manual_seed(0))
+    agent = Agent(net, p.agent, p.train, device, torch.Generator().manual_seed(1))
+    rng = np.random.default_rng(0)
+    batch = synthetic_batch(spec, p.train.batch_size, p.atari.frame_stack, rng)
+    one = torch.as_tensor(synthetic_batch(spec, 1, p.atari.frame_stack, rng)["obs"], device=device)
+    return {"variant": variant, "frame": spec.kind, "frame_shape": list(spec.shape),
+            "parameters": parameter_count(net), "batch": p.train.batch_size,
+            "updates_per_s": rate(lambda: agent.learn(batch), seconds, device),
+            "actions_per_s": rate(lambda: agent.act(one), seconds, device)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", nargs="+", type=Path, default=[Path("params.yaml")])
+    parser.add_argument("--variants", nargs="+", default=["de_rainbow", "spirl"])
+    parser.add_argument("--game", default="Seaquest", help="whose adopted mr sets SPIRL's K_max")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    params = load_params(args.params)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.set_num_threads(params.runtime.torch_threads)
+    results = [bench_variant(params, v, args.game, device, args.seconds) for v in args.variants]
+    emit_bench({"bench": "learner", "settings": {"game": args.game, "graph": "eager"}, "results": results,
+                "device": {"torch_device": str(device), "torch_threads": torch.get_num_threads()}}, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""The shared job plan: commands, per-run inputs, params keys, GPU tokens."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from spirl import pipeline as P
+from spirl.config import REPO_ROOT, load_params
+
+
+def params(profile: str = "full"):
+    return load_params([REPO_ROOT / f for f in P.param_files(profile)])
+
+
+def test_collect_command_is_exactly_the_documented_line():
+    job = P.Job(P.COLLECT, "smoke", {"game": "Frostbite"})
+    assert job.cmd == ("PYTHONHASHSEED=0 python src/collect_frames.py --params params.yaml conf/smoke.yaml "
+                       "--game Frostbite --out-frames data/smoke/frames/Frostbite/frames.npz "
+                       "--out-run data/smoke/frames/Frostbite/run.json --log work/smoke/logs/collect/Frostbite.log")
+    assert job.name == "collect-Frostbite"
+
+
+def test_training_runs_read_only_what_their_variant_needs():
+    p = params()
+    assert P.train_input_names(p, "spirl") == ("model", "mr")
+    assert P.train_input_names(p, "de_rainbow") == ()
+    assert P.train_input_names(p, "de_rainbow_p") == ("frames",)
+    job = P.Job(P.TRAIN, "full", {"variant": "de_rainbow_p", "regime": "100k", "game": "Seaquest", "seed": "3"},
+                input_names=("frames",))
+    assert job.inputs == {"frames": ["data/full/frames/Seaquest/frames.npz"]}
+    assert "--in-frames data/full/frames/Seaquest/frames.npz" in job.cmd and "--in-model" not in job.cmd
+    assert job.sections[-1] == "experiment.variants.de_rainbow_p"
+    assert job.name == "train-de_rainbow_p-100k-Seaquest-3"
+
+
+def test_table14_runs_only_on_seaquest_and_runs_are_unique():
+    runs = P.training_runs(params())
+    keys = [tuple(r.values()) for r in runs]
+    assert len(keys) == len(set(keys)) == 330
+    assert {r["game"] for r in runs if r["variant"] == "spirl_pad_masked"} == {"Seaquest"}
+
+
+def test_gpu_tokens_follow_the_runtime_device():
+    p = params()
+    assert P.gpu_tokens(dataclasses.replace(p, runtime=dataclasses.replace(p.runtime, device="cpu"))) == 0
+    assert P.gpu_tokens(dataclasses.replace(p, runtime=dataclasses.replace(p.runtime, device="cuda"))) == 1
+    assert P.gpu_tokens(p) == int(torch.cuda.is_available())  # device: auto
