@@ -14,7 +14,7 @@ import torch
 from spirl.cli import base_parser, setup_logging
 from spirl.config import load_params, resolve_mr
 from spirl.io import read_json
-from spirl.mae import MaskedAutoencoder, patchify, unpatchify
+from spirl.mae import MaskedAutoencoder, normalized_patches, patchify, unpatchify
 from spirl.plots import plot_fig2, plot_fig3
 from spirl.pretrain import load_model
 from spirl.runtime import setup_torch
@@ -65,8 +65,10 @@ def fig2_columns(model: MaskedAutoencoder, frames: np.ndarray) -> dict[str, np.n
     c = model.config
     patches = patchify(frames_to_tensor(frames, model.mask_token.device), c.patch_size)  # [F, N, P]
     mean, std = patches.mean(-1, keepdim=True), (patches.var(-1, keepdim=True) + c.norm_pix_eps).sqrt()
-    rebuilt = surroundings_predictions(model, frames) * std + mean  # back to pixels with the true patch stats
-    errors = error_map(model, frames).cpu().numpy().reshape(-1, c.grid, c.grid)  # [F, grid, grid]
+    pred = surroundings_predictions(model, frames)  # [F, N, P], normalised-pixel space
+    rebuilt = pred * std + mean  # back to pixels with the true patch stats
+    errors = ((pred - normalized_patches(patches, c.norm_pix_eps)) ** 2).mean(-1)  # E of SPEC §4, [F, N]
+    errors = errors.cpu().numpy().reshape(-1, c.grid, c.grid)  # [F, grid, grid]
     columns = {"original": frames / 255.0, "rebuilt from surroundings": np.clip(to_images(model, rebuilt), 0, 1),
                "error map": np.kron(errors, np.ones((c.patch_size, c.patch_size)))}
     for name, image in frameless_decodings(model).items():
