@@ -1,0 +1,55 @@
+"""Where the time goes: measured wall hours of jobs, and device hours expected from the run benchmarks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from spirl.config import Params
+
+
+def stage_hours(records: Sequence[Mapping | None]) -> tuple[float, int]:
+    """Sum of the jobs' wall times in hours, and how many jobs have a record (run.json)."""
+    done = [r for r in records if r and "wall_time_s" in r]
+    return sum(float(r["wall_time_s"]) for r in done) / 3600.0, len(done)
+
+
+def bench_run_times(folder: Path, params: Params) -> dict[tuple[str, str], tuple[float, str]]:
+    """(variant, regime) -> (wall seconds, device) of the bench/run.py results made with this profile.
+
+    A result belongs to the profile when its settings' params files end with conf/<profile>.yaml.
+    """
+    out = {}
+    for path in sorted(Path(folder).glob("run-*.json")):
+        doc = json.loads(path.read_text())
+        settings = doc.get("settings", {})
+        overlay = Path(str(settings.get("params", ["", ""])[-1])).stem
+        if overlay != params.experiment.profile or "wall_time_s" not in doc:
+            continue
+        device = doc.get("device", {})
+        name = device.get("gpu") or f"{device.get('torch_device', 'cpu')} ({device.get('cpu_count', '?')} cores)"
+        out[(settings["variant"], settings["regime"])] = (float(doc["wall_time_s"]), str(name))
+    return out
+
+
+def estimate_hours(runs: Sequence[Mapping[str, str]], bench: Mapping[tuple[str, str], tuple[float, str]],
+                   params: Params) -> dict:
+    """Expected device hours of `runs`: each run costs the benchmark of its variant, or of its base method,
+    at the same regime; runs with neither are counted as unmatched.
+
+    Returns:
+        {"runs": n, "matched": m, "hours": sum over matched runs, "devices": the benchmarks' devices}.
+    """
+    variants = params.experiment.variants
+    by_base = {}
+    for (variant, regime), value in bench.items():
+        if variant in variants:
+            by_base.setdefault((variants[variant].base, regime), value)
+    seconds, matched, devices = 0.0, 0, set()
+    for run in runs:
+        hit = bench.get((run["variant"], run["regime"])) or by_base.get((variants[run["variant"]].base, run["regime"]))
+        if hit:
+            seconds, matched = seconds + hit[0], matched + 1
+            devices.add(hit[1])
+    return {"runs": len(runs), "matched": matched, "hours": seconds / 3600.0, "devices": ", ".join(sorted(devices))}

@@ -1,0 +1,314 @@
+"""The paper's tables from runs (spirl.tables, src/make_tables.py), on fake run files with chosen returns.
+
+Profile: smoke (games Frostbite, Seaquest; 100k = one evaluation at env step 300, final_mean; 400k =
+evaluations at 200 and 400, best_median; DE-Rainbow-P evaluates at 300 - 100 = 200; 2 eval envs), with
+3 seeds for spirl and 2 for de_rainbow (de_rainbow_p keeps 1). Every expected number is computed by hand below.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from spirl.config import REPO_ROOT, params_from_dict, read_params
+from spirl.pipeline import table_runs
+from spirl.scores import RUN_FIELDS, load_run
+from spirl.tables import build_table, pretraining_time_rows, read_reference, table_columns, to_markdown
+
+REFERENCE = REPO_ROOT / "data" / "reference" / "paper_scores.csv"
+RAW = read_params([REPO_ROOT / "params.yaml", REPO_ROOT / "conf" / "smoke.yaml"])
+
+# (variant, regime, game) -> seed -> the returns [2 envs] at each scheduled evaluation point
+RETURNS = {
+    # 100k final_mean: 150, 400, 650 -> mean 400, std sqrt((250^2 + 0 + 250^2) / 2) = 250
+    ("spirl", "100k", "Frostbite"): {0: [[100, 200]], 1: [[300, 500]], 2: [[600, 700]]},
+    # 60, 90, 120 -> mean 90, std sqrt((30^2 + 0 + 30^2) / 2) = 30
+    ("spirl", "100k", "Seaquest"): {0: [[50, 70]], 1: [[80, 100]], 2: [[110, 130]]},
+    # 400k best_median: max(200, 150) = 200, max(500, 100) = 500, max(0, 800) = 800 -> mean 500, std 300
+    # (final_mean would give 150, 100, 800 -> 350)
+    ("spirl", "400k", "Frostbite"): {0: [[100, 300], [150, 150]], 1: [[400, 600], [100, 100]],
+                                     2: [[0, 0], [700, 900]]},
+    # seed 2 missing: max(20, 50) = 50, max(110, 90) = 110 -> mean 80, std sqrt(30^2 + 30^2) = 42.4264
+    ("spirl", "400k", "Seaquest"): {0: [[10, 30], [40, 60]], 1: [[100, 120], [90, 90]]},
+    # de_rainbow Frostbite: both seeds missing. Seaquest: 250, 450 -> mean 350, std sqrt(2 * 100^2) = 141.4214
+    ("de_rainbow", "100k", "Seaquest"): {0: [[200, 300]], 1: [[400, 500]]},
+    # de_rainbow_p: one seed, 40 and 80
+    ("de_rainbow_p", "100k", "Frostbite"): {0: [[30, 50]]},
+    ("de_rainbow_p", "100k", "Seaquest"): {0: [[70, 90]]},
+}
+STEPS = {"100k": [300], "400k": [200, 400]}
+# human-normalisation (reference file): Frostbite random 65.2, human 4334.7; Seaquest random 68.4, human 42054.7
+F_SPAN, S_SPAN = 4334.7 - 65.2, 42054.7 - 68.4
+
+
+def make_params(**report):
+    raw = copy.deepcopy(RAW)
+    raw["experiment"]["variants"]["spirl"]["n_seeds"] = 3
+    raw["experiment"]["variants"]["de_rainbow"]["n_seeds"] = 2
+    raw["report"].update(report)
+    return params_from_dict(raw)
+
+
+def write_run(root, key, returns_per_point, steps):
+    variant, regime, game, seed = key
+    root.mkdir(parents=True, exist_ok=True)
+    points = [{"env_step": s, "returns": [float(x) for x in rets], "lengths": [5] * len(rets),
+               "finished": [True] * len(rets)} for s, rets in zip(steps, returns_per_point, strict=True)]
+    (root / "eval.json").write_text(json.dumps({"variant": variant, "regime": regime, "game": game,
+                                                "seed": int(seed), "metric": "m", "points": points}))
+    (root / "run.json").write_text(json.dumps({"wall_time_s": 60.0, "device": {"cpu_count": 2}}))
+
+
+def write_fixture_runs(base, params, table, returns):
+    """Write the runs that `returns` holds under base/...; return the (eval, run) paths of every table run."""
+    paths = []
+    for run in table_runs(params, table):
+        key = tuple(run[f] for f in RUN_FIELDS)
+        root = base.joinpath(*key)
+        seeds = returns.get(key[:3], {})
+        if int(key[3]) in seeds:
+            steps = [200] if key[0] == "de_rainbow_p" else STEPS[key[1]]
+            write_run(root, key, seeds[int(key[3])], steps)
+        paths.append((key, root / "eval.json", root / "run.json"))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return read_reference(REFERENCE)
+
+
+@pytest.fixture(scope="module")
+def table2_results(tmp_path_factory):
+    params = make_params()
+    base = tmp_path_factory.mktemp("runs")
+    return {key: load_run(key, e, r, params) for key, e, r in write_fixture_runs(base, params, "table2", RETURNS)}
+
+
+@pytest.fixture(scope="module")
+def table2(table2_results, reference):
+    return build_table("table2", make_params(), table2_results, reference)
+
+
+def cell(cells, game, method, part="scores"):
+    found = [c for c in cells if c["game"] == game and c["method"] == method and c["part"] == part]
+    assert len(found) == 1, (game, method, [(c["game"], c["method"]) for c in cells])
+    return found[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# Table 2
+# ----------------------------------------------------------------------------------------------
+
+
+def test_table2_columns_in_paper_order(reference):
+    labels = [c.label for c in table_columns("table2", make_params(), reference)]
+    assert labels == ["SimPLe", "Transporter", "DE-Rainbow", "DE-Rainbow-P", "SPIRL, 100K", "PermaKey",
+                      "SPIRL, 400K"]
+
+
+@pytest.mark.parametrize(("game", "method", "mean", "std", "n", "n_expected"), [
+    ("Frostbite", "SPIRL, 100K", 400.0, 250.0, 3, 3),
+    ("Seaquest", "SPIRL, 100K", 90.0, 30.0, 3, 3),
+    ("Frostbite", "SPIRL, 400K", 500.0, 300.0, 3, 3),
+    ("Seaquest", "SPIRL, 400K", 80.0, math.sqrt(30.0**2 + 30.0**2), 2, 3),
+    ("Seaquest", "DE-Rainbow", 350.0, math.sqrt(2 * 100.0**2), 2, 2),
+    ("Frostbite", "DE-Rainbow-P", 40.0, None, 1, 1),
+    ("Seaquest", "DE-Rainbow-P", 80.0, None, 1, 1),
+])
+def test_table2_measured_cells(table2, game, method, mean, std, n, n_expected):
+    c = cell(table2, game, method)
+    assert c["mean"] == pytest.approx(mean, abs=5e-4)
+    assert c["std"] == "" if std is None else c["std"] == pytest.approx(std, abs=5e-4)
+    assert (c["n_seeds"], c["n_expected"]) == (n, n_expected)
+    assert c["ci_low"] <= c["mean"] <= c["ci_high"]
+    if n == 1:
+        assert c["ci_low"] == c["ci_high"] == c["mean"]
+
+
+def test_table2_metric_per_regime(table2):
+    assert cell(table2, "Frostbite", "SPIRL, 100K")["metric"] == "final_mean"
+    assert cell(table2, "Frostbite", "SPIRL, 400K")["metric"] == "best_median"
+    assert cell(table2, "Frostbite", "SPIRL, 400K")["regime"] == "400k"
+
+
+def test_table2_paper_numbers(table2):
+    c = cell(table2, "Frostbite", "DE-Rainbow")
+    assert (c["paper_mean"], c["paper_std"]) == (341.4, 277.8)
+    c = cell(table2, "Seaquest", "SPIRL, 400K")
+    assert (c["paper_mean"], c["paper_std"]) == (534.0, 88.2)
+    c = cell(table2, "Frostbite", "SPIRL, 100K")
+    assert (c["paper_mean"], c["paper_std"]) == (669.5, 731.7)
+    assert c["paper_source"] == "SPIRL paper Tab. 2"
+
+
+@pytest.mark.parametrize(("method", "game", "paper_mean", "paper_std"), [
+    ("SimPLe", "Frostbite", 254.7, ""),
+    ("Transporter", "Seaquest", 236.7, 22.2),
+    ("PermaKey", "Frostbite", 657.3, 556.8),
+])
+def test_table2_reported_only_columns(table2, method, game, paper_mean, paper_std):
+    c = cell(table2, game, method)
+    assert c["status"] == "reported (not run here)"
+    assert c["mean"] == "" and c["std"] == "" and c["n_seeds"] == "" and c["variant"] == ""
+    assert (c["paper_mean"], c["paper_std"]) == (paper_mean, paper_std)
+
+
+def test_table2_statuses(table2):
+    assert cell(table2, "Frostbite", "SPIRL, 100K")["status"] == "complete"
+    assert cell(table2, "Frostbite", "SPIRL, 100K")["note"] == ""
+    partial = cell(table2, "Seaquest", "SPIRL, 400K")
+    assert partial["status"] == "partial (2 of 3 seeds)"
+    assert "seed 2 missing" in partial["note"] and "seed 0" not in partial["note"]
+
+
+def test_table2_all_seeds_missing_is_never_filled(table2):
+    c = cell(table2, "Frostbite", "DE-Rainbow")
+    assert c["status"] == "missing"
+    assert c["n_seeds"] == 0 and c["n_expected"] == 2
+    assert c["mean"] == c["std"] == c["ci_low"] == c["ci_high"] == ""
+    assert "seed 0 missing" in c["note"] and "seed 1 missing" in c["note"]
+    assert c["paper_mean"] == 341.4  # the paper's value stays beside it
+
+
+def test_table2_one_row_per_game_and_method(table2):
+    scores = [c for c in table2 if c["part"] == "scores"]
+    assert len(scores) == 2 * 7
+    assert len({(c["game"], c["method"]) for c in scores}) == len(scores)
+
+
+def test_ci_reproducible_and_seeded(table2_results, reference):
+    a = cell(build_table("table2", make_params(), table2_results, reference), "Frostbite", "SPIRL, 100K")
+    b = cell(build_table("table2", make_params(), table2_results, reference), "Frostbite", "SPIRL, 100K")
+    assert (a["ci_low"], a["ci_high"]) == (b["ci_low"], b["ci_high"])
+    assert a["ci_low"] < 400.0 < a["ci_high"]
+    assert 150.0 <= a["ci_low"] and a["ci_high"] <= 650.0  # bootstrap means of {150, 400, 650}
+    # few replicates, so the 2.5%/97.5% quantiles are not simply the extremes 150/650 for every seed
+    c0 = cell(build_table("table2", make_params(bootstrap_reps=20, seed=0), table2_results, reference),
+              "Frostbite", "SPIRL, 100K")
+    c1 = cell(build_table("table2", make_params(bootstrap_reps=20, seed=1), table2_results, reference),
+              "Frostbite", "SPIRL, 100K")
+    assert c0["mean"] == c1["mean"] == 400.0
+    assert (c0["ci_low"], c0["ci_high"]) != (c1["ci_low"], c1["ci_high"])
+
+
+def test_iqm_aggregate_row(table2):
+    agg = cell(table2, "IQM (human-normalised)", "SPIRL, 100K", part="aggregate")
+    # 6 normalised scores (3 seeds x 2 games); IQM drops floor(0.25 * 6) = 1 from each end.
+    f = [(150 - 65.2) / F_SPAN, (400 - 65.2) / F_SPAN, (650 - 65.2) / F_SPAN]   # 0.0199, 0.0784, 0.1370
+    s = [(60 - 68.4) / S_SPAN, (90 - 68.4) / S_SPAN, (120 - 68.4) / S_SPAN]     # -0.0002, 0.0005, 0.0012
+    # sorted: s0 < s1 < s2 < f0 < f1 < f2 -> keep s1, s2, f0, f1
+    expected = (s[1] + s[2] + f[0] + f[1]) / 4
+    assert expected == pytest.approx(0.0250, abs=1e-4)
+    assert agg["mean"] == pytest.approx(expected, abs=5e-4)
+    assert agg["status"] == "complete" and agg["n_seeds"] == 3 and agg["unit"] == "human-normalised"
+    assert agg["ci_low"] <= agg["mean"] <= agg["ci_high"]
+    # one seed per game: IQM of 2 entries = their mean
+    p = cell(table2, "IQM (human-normalised)", "DE-Rainbow-P", part="aggregate")
+    assert p["mean"] == pytest.approx(((40 - 65.2) / F_SPAN + (80 - 68.4) / S_SPAN) / 2, abs=5e-4)
+
+
+@pytest.mark.parametrize("method", ["SPIRL, 400K", "DE-Rainbow"])
+def test_iqm_not_computed_with_unequal_seeds(table2, method):
+    # SPIRL 400K: 3 complete seeds on Frostbite, 2 on Seaquest; DE-Rainbow: 0 and 2
+    agg = cell(table2, "IQM (human-normalised)", method, part="aggregate")
+    assert agg["status"].startswith("not computed")
+    assert agg["mean"] == ""
+
+
+def test_no_aggregate_for_reported_columns(table2):
+    methods = {c["method"] for c in table2 if c["part"] == "aggregate"}
+    assert methods == {"DE-Rainbow", "DE-Rainbow-P", "SPIRL, 100K", "SPIRL, 400K"}
+
+
+def test_markdown(table2):
+    md = to_markdown("table2", table2, "smoke")
+    for heading in ("SimPLe", "Transporter", "DE-Rainbow", "DE-Rainbow-P", "SPIRL, 100K", "PermaKey", "SPIRL, 400K"):
+        assert f"| {heading} |" in md
+    assert "⚠ partial (2 of 3 seeds)" in md
+    assert "— (missing)" in md
+    assert "**400.0** (250.0) n=3/3" in md
+    assert "paper: 341.4 (277.8)" in md and "reported: 254.7" in md
+    assert "seed 2 missing" in md  # the partial cell's note
+
+
+# ----------------------------------------------------------------------------------------------
+# Table 1 (left): pre-training time
+# ----------------------------------------------------------------------------------------------
+
+
+def test_pretraining_time_rows(reference):
+    params = make_params()
+    rows = pretraining_time_rows(params, {"Frostbite": {"wall_time_s": 3600.0, "device": {"cpu_count": 2}},
+                                          "Seaquest": {"wall_time_s": 7200.0, "device": {"cpu_count": 2}}},
+                                 reference)
+    by = {(r["game"], r["method"]): r for r in rows}
+    assert by[("Frostbite", "SPIRL (this pipeline)")]["mean"] == 1.0
+    assert by[("Seaquest", "SPIRL (this pipeline)")]["mean"] == 2.0
+    assert "2 cores" in by[("Seaquest", "SPIRL (this pipeline)")]["note"]
+    ours = by[("mean of games", "SPIRL (this pipeline)")]
+    assert ours["mean"] == 1.5 and ours["paper_mean"] == 1.6 and ours["status"] == "complete"
+    for method, hours in (("Transporter", 25.9), ("PermaKey", 50.7)):
+        r = by[("mean of games", method)]
+        assert r["paper_mean"] == hours and r["status"] == "reported (not run here)" and r["mean"] == ""
+    assert all(r["unit"] == "hours" and r["part"] == "pre-training time" for r in rows)
+
+
+def test_pretraining_time_rows_missing_record(reference):
+    rows = pretraining_time_rows(make_params(), {"Frostbite": {"wall_time_s": 3600.0, "device": {}},
+                                                 "Seaquest": None}, reference)
+    by = {(r["game"], r["method"]): r for r in rows}
+    assert by[("Seaquest", "SPIRL (this pipeline)")]["status"] == "missing"
+    assert by[("Seaquest", "SPIRL (this pipeline)")]["mean"] == ""
+    ours = by[("mean of games", "SPIRL (this pipeline)")]
+    assert ours["status"] == "missing" and ours["mean"] == ""  # no mean over a subset of games
+
+
+# ----------------------------------------------------------------------------------------------
+# src/make_tables.py end to end (table14: Seaquest; spirl, spirl_pad_trainable, spirl_pad_masked)
+# ----------------------------------------------------------------------------------------------
+
+T14 = {("spirl", "100k", "Seaquest"): {0: [[500, 600]]},                 # 550
+       ("spirl_pad_trainable", "100k", "Seaquest"): {0: [[100, 140]]},   # 120
+       ("spirl_pad_masked", "100k", "Seaquest"): {0: [[7, 8]]}}          # 7.5
+
+
+def run_make_tables(tmp_path, evals, runs):
+    cmd = [sys.executable, "src/make_tables.py", "--params", "params.yaml", "conf/smoke.yaml", "--table", "table14",
+           "--in-eval", *map(str, evals), "--in-run", *map(str, runs), "--in-reference", str(REFERENCE),
+           "--out-csv", str(tmp_path / "table14.csv"), "--out-md", str(tmp_path / "table14.md")]
+    return subprocess.run(cmd, cwd=REPO_ROOT, env={**os.environ, "PYTHONHASHSEED": "0"}, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_make_tables_script(tmp_path):
+    params = params_from_dict(RAW)
+    paths = write_fixture_runs(tmp_path / "runs", params, "table14", T14)
+    assert [k[0] for k, _, _ in paths] == ["spirl", "spirl_pad_trainable", "spirl_pad_masked"]
+    proc = run_make_tables(tmp_path, [e for _, e, _ in paths], [r for _, _, r in paths])
+    assert proc.returncode == 0, proc.stderr
+    with (tmp_path / "table14.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    got = {r["method"]: (float(r["mean"]), r["n_seeds"], r["status"], float(r["paper_mean"])) for r in rows}
+    assert got == {"Zero-Padding": (550.0, "1", "complete", 557.9),
+                   "Trainable-[pad]": (120.0, "1", "complete", 491.6),
+                   "Masked-Attention": (7.5, "1", "complete", 494.4)}
+    md = (tmp_path / "table14.md").read_text()
+    assert "| game | Zero-Padding | Trainable-[pad] | Masked-Attention |" in md
+    assert "**550.0**" in md and "Profile `smoke`" in md
+
+
+def test_make_tables_script_wrong_number_of_runs(tmp_path):
+    params = params_from_dict(RAW)
+    paths = write_fixture_runs(tmp_path / "runs", params, "table14", T14)
+    proc = run_make_tables(tmp_path, [e for _, e, _ in paths[:2]], [r for _, _, r in paths])
+    assert proc.returncode != 0
+    assert "table14" in proc.stderr
+    assert not (tmp_path / "table14.csv").exists()
