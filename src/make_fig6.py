@@ -1,0 +1,141 @@
+"""Fig. 6: a trained SPIRL policy's attention on a few pre-training frames of one game (SPEC §11).
+
+Per shown frame (one column): the patches dynamic K selected (the policy's input) red, the patches holding
+report.attention_mass of the newest frame's [cls]-query attention (heads averaged, padded keys dropped) yellow, both
+orange. Runs on CPU in fp32 (a few frames), so equal inputs give equal bytes.
+
+python src/make_fig6.py --params params.yaml conf/full.yaml --variant spirl --game Seaquest --in-frames FRAMES.npz \
+    --in-model MAE.npz --in-mr MR.json --in-weights WEIGHTS.npz --out-figure FIG6.png [--log LOG]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.patches import Patch, Rectangle
+
+from spirl.agent import build_qnetwork, frame_spec
+from spirl.attention import attention_set, fig6_masks, newest_frame_attention
+from spirl.cli import base_parser, setup_logging
+from spirl.config import ConfigError, Params, load_params, resolve_mr, resolve_variant
+from spirl.io import read_json
+from spirl.mae import MaskedAutoencoder
+from spirl.plots import patch_mask_image, save_figure
+from spirl.pretrain import load_model
+from spirl.runtime import setup_torch
+from spirl.saliency import error_map
+from spirl.selection import k_max_from_ratio, select_batched
+from spirl.train import make_represent
+
+COLOURS = {"selected": (0.9, 0.1, 0.1), "attention": (1.0, 0.9, 0.0), "both": (1.0, 0.55, 0.0)}
+
+
+def n_actions_from_weights(weights: dict[str, np.ndarray], atoms: int) -> int:
+    """The action count the policy was trained with: its advantage output has A·atoms rows."""
+    rows, value = weights["head.advantage_out.weight_mu"].shape[0], weights["head.value_out.weight_mu"].shape[0]
+    if value != atoms or rows % atoms:
+        raise ConfigError(f"weights do not fit agent.atoms = {atoms}: value rows {value}, advantage rows {rows}")
+    return rows // atoms
+
+
+def time_points(episodes: np.ndarray, stack: int, count: int) -> np.ndarray:
+    """`count` frame indices spread evenly over the first episode, each with stack-1 predecessors in it."""
+    first = np.flatnonzero(episodes == episodes[0])  # an episode's frames are contiguous (collect.py)
+    candidates = first[stack - 1:]
+    if len(candidates) < count:
+        raise ValueError(f"the first episode has {len(first)} frames: too few for {count} stacks of {stack}")
+    return candidates[np.linspace(0, len(candidates) - 1, count).round().astype(np.int64)]
+
+
+def fig6_data(params: Params, mae: MaskedAutoencoder, mr: float, weights: dict[str, np.ndarray],
+              frames: np.ndarray, episodes: np.ndarray) -> tuple[np.ndarray, list[dict[str, np.ndarray]], np.ndarray]:
+    """The shown time points [T], their three patch masks (see fig6_masks) and K [T], for the resolved `params`."""
+    n, stack, sal = mae.config.num_patches, params.atari.frame_stack, params.saliency
+    k_max = n if sal.selection == "all" else k_max_from_ratio(n, mr)  # as train_agent.py
+    spec = frame_spec("spirl", params.agent, k_max, mae.config.encoder_dim, params.atari.frame_size_px,
+                      params.replay.embedding_dtype)
+    net = build_qnetwork(spec, params.agent, n_actions_from_weights(weights, params.agent.atoms), stack,
+                         torch.Generator().manual_seed(0))
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()}, strict=True)
+    net.eval()
+    ts = time_points(episodes, stack, params.report.fig6_frames)  # [T]
+    window = ts[:, None] + np.arange(1 - stack, 1)  # [T, F] oldest first
+    represent = make_represent(spec, params, mae, k_max, None)  # what the agent stores and sees
+    stacks = represent(frames[window.reshape(-1)]).reshape(len(ts), stack, *spec.shape)  # [T, F, K_max, D]
+    indices, counts = select_batched(error_map(mae, frames[ts]), sal.selection, k_max, sal.xscale)  # [T, K_max], [T]
+    att, valid = newest_frame_attention(net, torch.from_numpy(stacks))  # [T, K_max] twice
+    counts = counts.cpu().numpy()
+    if not np.array_equal(valid.sum(1).numpy(), counts):
+        raise RuntimeError("the embedding rows of the newest frames disagree with their selection counts")
+    masks = [fig6_masks(indices[i].cpu().numpy(), int(counts[i]),
+                        attention_set(att[i].numpy(), valid[i].numpy(), params.report.attention_mass),
+                        mae.config.grid) for i in range(len(ts))]
+    return ts, masks, counts
+
+
+def overlay(frame: np.ndarray, masks: dict[str, np.ndarray], grid: int, patch: int, alpha: float = 0.45) -> np.ndarray:
+    """The RGB frame with each coloured patch set blended in at `alpha` (uint8 [H, W, 3])."""
+    out = frame.astype(np.float32)
+    for name, colour in COLOURS.items():
+        pixels = patch_mask_image(np.flatnonzero(masks[name]), grid, patch)  # [H, W] bool
+        out[pixels] = (1 - alpha) * out[pixels] + alpha * 255.0 * np.asarray(colour, np.float32)
+    return out.round().astype(np.uint8)
+
+
+def plot_fig6(frames: np.ndarray, ts: np.ndarray, masks: list[dict[str, np.ndarray]], ks: np.ndarray, grid: int,
+              mass: float, title: str, path: Path) -> None:
+    """One column per time point: the frame with the coloured patches (filled and outlined), K in the title."""
+    patch = frames.shape[1] // grid
+    fig, axes = plt.subplots(1, len(ts), figsize=(2.8 * len(ts), 3.4), squeeze=False, layout="constrained")
+    for ax, t, m, k in zip(axes[0], ts, masks, ks, strict=True):
+        ax.imshow(overlay(frames[t], m, grid, patch), interpolation="nearest")
+        for name, colour in COLOURS.items():
+            for p in np.flatnonzero(m[name]):
+                ax.add_patch(Rectangle(((p % grid) * patch - 0.5, (p // grid) * patch - 0.5), patch, patch,
+                                       fill=False, edgecolor=colour, linewidth=0.8))
+        ax.set_title(f"frame {t}: K = {k}, attention set {int(m['attention'].sum() + m['both'].sum())}", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    labels = {"selected": "selected (dynamic K)", "attention": f"{mass:.0%} of the [cls] attention",
+              "both": "both"}
+    fig.legend(handles=[Patch(facecolor=c, edgecolor=c, label=labels[n]) for n, c in COLOURS.items()],
+               loc="outside lower center", ncol=3, fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    save_figure(fig, path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--variant", required=True)
+    parser.add_argument("--game", required=True)
+    for name in ("frames", "model", "mr", "weights"):
+        parser.add_argument(f"--in-{name}", type=Path, required=True)
+    parser.add_argument("--out-figure", type=Path, required=True)
+    args = parser.parse_args(argv)
+    log = setup_logging("make_fig6", args.log)
+    params = resolve_variant(load_params(args.params), args.variant)
+    base = params.experiment.variants[args.variant].base
+    if base != "spirl" or params.agent.pool != "cls":
+        raise ConfigError(f"Fig. 6 needs a SPIRL variant with agent.pool cls; variant {args.variant!r} has base "
+                          f"{base!r}, pool {params.agent.pool!r}")
+    setup_torch(params.runtime)  # the thread count; the figure itself is computed on CPU in fp32
+    mae = load_model(args.in_model, "cpu")
+    mr = resolve_mr(params.saliency, args.game, read_json(args.in_mr)["result"]["mr_star"])
+    with np.load(args.in_weights) as data:
+        weights = {k: data[k] for k in data.files}
+    with np.load(args.in_frames) as data:
+        frames, episodes = data["frames"], data["episodes"]
+    ts, masks, ks = fig6_data(params, mae, mr, weights, frames, episodes)
+    mass = params.report.attention_mass
+    plot_fig6(frames, ts, masks, ks, mae.config.grid, mass,
+              f"{args.game}, {args.variant}: [cls]-query attention of the newest frame (heads averaged)",
+              args.out_figure)
+    log.info("%s %s: frames %s, K %s, attention sets %s", args.game, args.variant, ts.tolist(), ks.tolist(),
+             [int(m["attention"].sum() + m["both"].sum()) for m in masks])
+
+
+if __name__ == "__main__":
+    main()
