@@ -46,12 +46,14 @@ dvc-smoke: setup
 	dvc repro pipelines/smoke/dvc.yaml
 
 # DESIGN §4: after a Snakemake run, record its outputs in dvc.lock; after dvc repro/pull/checkout,
-# mark Snakemake's view up to date.
+# mark Snakemake's view up to date, then publish the profile's tables at results/tableN.* (only the paper
+# profile's dvc.yaml owns those paths, so after `dvc repro` of another profile they are copied here).
 sync-dvc: setup
 	dvc commit -f $(DVC_FILE)
 
 sync-smk: setup
 	snakemake -j1 --touch $(SMK_PROFILE_ARGS)
+	snakemake -j1 $(SMK_PROFILE_ARGS)
 
 bench-env: setup
 	$(PY) bench/env.py --out bench/results/env.json

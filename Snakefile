@@ -23,6 +23,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/collect.smk"
 include: "workflow/rules/mae.smk"
 include: "workflow/rules/agents.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

@@ -40,6 +40,11 @@ def frame_spec(base: str, agent: AgentParams, k_max: int, embed_dim: int, frame_
     return FrameSpec("rgb96", (frame_size_px, frame_size_px, 3), np.dtype(np.uint8))
 
 
+def real_rows(x: torch.Tensor) -> torch.Tensor:
+    """Selected patches per frame of embedding stacks [B, F, K, D] -> [B, F] (rows left-aligned, padding exactly 0)."""
+    return (x.abs().sum(-1) > 0).sum(-1)
+
+
 class QNetwork(nn.Module):
     """Encoder + dueling C51 head: stacks [B, F, *frame shape] -> log-probabilities [B, A, atoms]."""
 
@@ -51,8 +56,7 @@ class QNetwork(nn.Module):
         """The encoder's output [B, feature] for stacked frames."""
         if self.spec.kind == "embeddings":
             x = stacks.float()  # [B, F, K, D]
-            counts = (x.abs().sum(-1) > 0).sum(-1)  # [B, F]: real rows are left-aligned, padding exactly 0
-            return self.encoder(x, counts)
+            return self.encoder(x, real_rows(x))
         if self.spec.kind == "rgb96":
             stacks = stacks.permute(0, 1, 4, 2, 3).flatten(1, 2)  # [B, F*3, H, W]
         return self.encoder(stacks)  # [B, F, 84, 84] gray stacks are channels already

@@ -10,17 +10,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from spirl.agent import QNetwork
+from spirl.agent import QNetwork, real_rows
 
 MASS_TOLERANCE = 1e-9  # absolute slack on "summed weight >= mass", for float round-off of the renormalised weights
-
-
-def frame_counts(x: torch.Tensor) -> torch.Tensor:
-    """Real rows per frame, exactly as QNetwork.features counts them (rows are left-aligned, padding exactly 0).
-
-    Args: x [B, F, K_max, D]. Returns: [B, F] int64.
-    """
-    return (x.abs().sum(-1) > 0).sum(-1)
 
 
 @torch.no_grad()
@@ -41,7 +33,7 @@ def newest_frame_attention(network: QNetwork, stacks: torch.Tensor) -> tuple[tor
     if encoder.pool != "cls":
         raise ValueError(f"Fig. 6 needs pool 'cls' (the [cls]-query attention); this network has pool {encoder.pool!r}")
     x = stacks.to(device=encoder.cls_token.device, dtype=torch.float32)  # [B, F, K, D], as QNetwork.features
-    counts = frame_counts(x)  # [B, F]
+    counts = real_rows(x)  # [B, F]
     att = encoder.attention_weights(x, counts)  # [B, F, H, 1+K]
     keys = att[:, -1].mean(dim=1)[:, 1:]  # [B, K]: newest frame, heads averaged, [cls] key dropped
     valid = torch.arange(encoder.k_max, device=x.device)[None, :] < counts[:, -1, None]  # [B, K]

@@ -185,6 +185,8 @@ class ReportParams:
     fig3_frames: int
     fig3_fixed_ratios: tuple[float, ...]
     fig6_frames: int
+    curve_bins: int
+    profile_taus: int
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,9 @@ identical jobs; tests/integration/test_dag_consistency.py checks Snakemake's rea
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from spirl.config import (
@@ -46,8 +47,9 @@ def dvc_file(profile: str) -> str:
 class Stage:
     """One kind of job: a script, its code, its wildcards, and path templates.
 
-    Templates use {profile} and the stage's wildcards. An input template that uses {game} in a stage
-    without a game wildcard gathers that file from every needed game (e.g. Fig. 8 reads all games).
+    Templates use {profile} and the stage's wildcards. An input template with a wildcard the stage lacks
+    gathers that file over the job's runs ({variant}), tables ({table}) or games ({game}): Fig. 8 reads
+    every game's mr.json, a table every eval.json of its runs.
     Each input/output NAME becomes the script's --in-NAME/--out-NAME option; `work` (a scratch folder
     for resume checkpoints, not a declared output) becomes --work.
     """
@@ -61,6 +63,8 @@ class Stage:
     sections: tuple[str, ...]
     log: str
     work: str | None = None
+    options: Mapping[str, str] = field(default_factory=dict)  # fixed --name value options of every job
+    published: bool = False  # writes outside the profile's folders: only the root dvc.yaml declares it
 
     @property
     def code(self) -> tuple[str, ...]:
@@ -146,7 +150,89 @@ TRAIN = Stage(
     work=f"work/{RUN_DIR}",
 )
 
-STAGES: dict[str, Stage] = {s.name: s for s in (COLLECT, PRETRAIN_MAE, ESTIMATE_MR, SALIENCY_FIGURES, FIG8, TRAIN)}
+REFERENCE = "data/reference/paper_scores.csv"
+REPORT_LIBRARY = ("src/spirl/scores.py", "src/spirl/reporting.py", "src/spirl/plots.py")
+
+AGGREGATE = Stage(
+    name="aggregate",
+    script="src/aggregate_scores.py",
+    library=REPORT_LIBRARY,
+    wildcards=(),
+    inputs={"eval": TRAIN.outputs["eval"], "run": TRAIN.outputs["run"]},
+    outputs={"scores": "results/{profile}/scores.csv", "runs": "results/{profile}/runs.csv"},
+    sections=("experiment", "train", "eval", "replay"),
+    log="work/{profile}/logs/aggregate.log",
+)
+
+TABLE = Stage(
+    name="table",
+    script="src/make_tables.py",
+    library=(*REPORT_LIBRARY, "src/spirl/tables.py"),
+    wildcards=("table",),
+    inputs={"eval": TRAIN.outputs["eval"], "run": TRAIN.outputs["run"], "reference": REFERENCE,
+            "mae-run": PRETRAIN_MAE.outputs["run"]},
+    outputs={"csv": "results/{profile}/tables/{table}.csv", "md": "results/{profile}/tables/{table}.md"},
+    sections=("experiment", "train", "eval", "replay", "report"),
+    log="work/{profile}/logs/table/{table}.log",
+)
+
+PUBLISH = Stage(
+    name="publish",
+    script="src/publish_table.py",
+    library=("src/spirl/pipeline.py",),
+    wildcards=("table",),
+    inputs={"csv": TABLE.outputs["csv"], "md": TABLE.outputs["md"]},
+    outputs={"csv": "results/{table}.csv", "md": "results/{table}.md"},
+    sections=("experiment.profile",),
+    log="work/{profile}/logs/publish/{table}.log",
+    published=True,
+)
+
+FIGURES = Stage(
+    name="figures",
+    script="src/make_figures.py",
+    library=(*REPORT_LIBRARY, "src/spirl/report_plots.py"),
+    wildcards=(),
+    inputs={"runs": AGGREGATE.outputs["runs"], "progress": TRAIN.outputs["progress"], "reference": REFERENCE},
+    outputs={"curves": "reports/{profile}/learning_curves.png", "intervals": "reports/{profile}/intervals.png",
+             "profile": "reports/{profile}/performance_profile.png"},
+    sections=("experiment", "train", "report"),
+    log="work/{profile}/logs/figures.log",
+)
+
+FIG6_RUN = {"variant": "spirl", "regime": "100k", "seed": "0"}  # Fig. 6 shows the paper's SPIRL agent
+
+FIG6 = Stage(
+    name="fig6",
+    script="src/make_fig6.py",
+    library=(*MAE_LIBRARY, "src/spirl/agent.py", "src/spirl/networks.py", "src/spirl/rainbow.py",
+             "src/spirl/train.py", "src/spirl/attention.py"),
+    wildcards=("game",),
+    inputs={"frames": COLLECT.outputs["frames"], "model": PRETRAIN_MAE.outputs["model"],
+            "mr": ESTIMATE_MR.outputs["mr"],
+            "weights": TRAIN.outputs["weights"].replace("{variant}/{regime}", "spirl/100k").replace("{seed}", "0")},
+    outputs={"figure": "reports/{profile}/fig6/{game}.png"},
+    sections=("atari", "saliency", "agent", "report", "runtime", "experiment.variants.spirl"),
+    log="work/{profile}/logs/fig6/{game}.log",
+    options={"variant": FIG6_RUN["variant"]},
+)
+
+REPORT = Stage(
+    name="report",
+    script="src/make_report.py",
+    library=(*REPORT_LIBRARY, "src/spirl/tables.py", "src/spirl/timing.py"),
+    wildcards=(),
+    inputs={"tables": TABLE.outputs["md"], "runs": AGGREGATE.outputs["runs"], "train-run": TRAIN.outputs["run"],
+            "collect-run": COLLECT.outputs["run"], "mae-run": PRETRAIN_MAE.outputs["run"],
+            "fig2": SALIENCY_FIGURES.outputs["fig2"], "fig3": SALIENCY_FIGURES.outputs["fig3"],
+            "fig8": FIG8.outputs["fig8"], "fig6": FIG6.outputs["figure"], **FIGURES.outputs, "bench": "bench/results"},
+    outputs={"report": "reports/{profile}/report.md"},
+    sections=("experiment", "train", "report", "runtime"),
+    log="work/{profile}/logs/report.log",
+)
+
+STAGES: dict[str, Stage] = {s.name: s for s in (COLLECT, PRETRAIN_MAE, ESTIMATE_MR, SALIENCY_FIGURES, FIG8, TRAIN,
+                                                 AGGREGATE, TABLE, PUBLISH, FIGURES, FIG6, REPORT)}
 
 
 @dataclass(frozen=True)
@@ -156,8 +242,10 @@ class Job:
     stage: Stage
     profile: str
     wildcards: Mapping[str, str]
-    games: tuple[str, ...] = ()  # the games an aggregate input gathers
+    games: tuple[str, ...] = ()  # the games a gathering input spans
     input_names: tuple[str, ...] | None = None  # the stage inputs this job reads (None: all)
+    runs: tuple[Mapping[str, str], ...] = ()  # the runs a gathering input spans
+    tables: tuple[str, ...] = ()  # the tables a gathering input spans
 
     @property
     def name(self) -> str:
@@ -166,7 +254,7 @@ class Job:
 
     @property
     def inputs(self) -> dict[str, list[str]]:
-        return expand_inputs(self.stage, self.profile, self.wildcards, self.games, self.input_names)
+        return expand_inputs(self.stage, self.profile, self.wildcards, self)
 
     @property
     def outputs(self) -> dict[str, str]:
@@ -178,7 +266,7 @@ class Job:
 
     @property
     def cmd(self) -> str:
-        return command(self.stage, self.profile, self.wildcards, self.games, self.input_names)
+        return command(self.stage, self.profile, self.wildcards, self)
 
     @property
     def sections(self) -> list[str]:
@@ -191,26 +279,38 @@ def fill(template: str, profile: str, wildcards: Mapping[str, str]) -> str:
     return template.format(profile=profile, **wildcards)
 
 
-def expand_inputs(stage: Stage, profile: str, wildcards: Mapping[str, str], games: Sequence[str],
-                  names: Sequence[str] | None = None) -> dict[str, list[str]]:
-    """Input paths by name; a {game} template in a stage without a game wildcard spans `games`."""
+def _free(template: str, stage: Stage) -> set[str]:
+    """The template's wildcards that the stage does not have (gathered over the job's runs/tables/games)."""
+    names = {name for _, name, _, _ in string.Formatter().parse(template) if name}
+    return names - {"profile"} - set(stage.wildcards)
+
+
+def expand_inputs(stage: Stage, profile: str, wildcards: Mapping[str, str], job: Job | None = None
+                  ) -> dict[str, list[str]]:
+    """Input paths by name; a template with wildcards the stage lacks spans the job's runs, tables or games."""
     out = {}
     for name, template in stage.inputs.items():
-        if names is not None and name not in names:
+        if job is not None and job.input_names is not None and name not in job.input_names:
             continue
-        if "{game}" in template and "game" not in stage.wildcards:
-            out[name] = [fill(template, profile, {**wildcards, "game": g}) for g in games]
+        free = _free(template, stage)
+        if "variant" in free or "seed" in free:
+            spans = list(job.runs) if job else []
+        elif "table" in free:
+            spans = [{"table": t} for t in (job.tables if job else ())]
+        elif "game" in free:
+            spans = [{"game": g} for g in (job.games if job else ())]
         else:
-            out[name] = [fill(template, profile, wildcards)]
+            spans = [{}]
+        out[name] = [fill(template, profile, {**wildcards, **span}) for span in spans]
     return out
 
 
-def command(stage: Stage, profile: str, wildcards: Mapping[str, str], games: Sequence[str] = (),
-            input_names: Sequence[str] | None = None) -> str:
+def command(stage: Stage, profile: str, wildcards: Mapping[str, str], job: Job | None = None) -> str:
     """The exact shell command of a job, identical in Snakemake and DVC."""
     parts = ["PYTHONHASHSEED=0", "python", stage.script, "--params", *param_files(profile)]
     parts += [f"--{w} {wildcards[w]}" for w in stage.wildcards]
-    inputs = expand_inputs(stage, profile, wildcards, games, input_names)
+    parts += [f"--{k} {v}" for k, v in stage.options.items()]
+    inputs = expand_inputs(stage, profile, wildcards, job)
     parts += [f"--in-{k} {' '.join(v)}" for k, v in inputs.items()]
     parts += [f"--out-{k} {fill(v, profile, wildcards)}" for k, v in stage.outputs.items()]
     if stage.work is not None:
@@ -234,27 +334,76 @@ def train_input_names(params: Params, variant: str) -> tuple[str, ...]:
     return names + (("frames",) if resolved.replay.prefill == "pretraining" else ())
 
 
+def table_runs(params: Params, table: str) -> list[dict[str, str]]:
+    """Every (variant, regime, game, seed) that one table needs, in a stable order."""
+    exp, spec, runs = params.experiment, params.experiment.tables[table], []
+    games = exp.games if spec.games == "all" else spec.games
+    for run in spec.runs:
+        for game in games:
+            for seed in range(exp.variants[run.variant].n_seeds):
+                runs.append({"variant": run.variant, "regime": run.regime, "game": game, "seed": str(seed)})
+    return runs
+
+
 def training_runs(params: Params) -> list[dict[str, str]]:
     """Every (variant, regime, game, seed) that the requested tables need, once, in a stable order."""
-    exp, runs = params.experiment, {}
-    for table in exp.tables.values():
-        games = exp.games if table.games == "all" else table.games
-        for run in table.runs:
-            for game in games:
-                for seed in range(exp.variants[run.variant].n_seeds):
-                    key = (run.variant, run.regime, game, str(seed))
-                    runs[key] = dict(zip(("variant", "regime", "game", "seed"), key, strict=True))
+    runs = {}
+    for table in params.experiment.tables:
+        for run in table_runs(params, table):
+            runs[tuple(run.values())] = run
     return list(runs.values())
+
+
+def table_job(params: Params, table: str, stage: Stage) -> Job:
+    """A table's job (TABLE or PUBLISH): its runs, and for Tab. 1 the MAE pre-training records of its games."""
+    runs = tuple(table_runs(params, table))
+    games = tuple(dict.fromkeys(r["game"] for r in runs))
+    names = None if stage is not TABLE else ("eval", "run", "reference", *(("mae-run",) if table == "table1" else ()))
+    return Job(stage, params.experiment.profile, {"table": table}, games, names, runs)
+
+
+def fig6_games(params: Params) -> list[str]:
+    """Games with a Fig. 6: those where the tables train the run Fig. 6 shows (FIG6_RUN)."""
+    planned = {(r["variant"], r["regime"], r["game"], r["seed"]) for r in training_runs(params)}
+    v = FIG6_RUN
+    return [g for g in needed_games(params) if (v["variant"], v["regime"], g, v["seed"]) in planned]
 
 
 def jobs(params: Params) -> list[Job]:
     """Every job the requested tables need, for the params' profile, in a stable order."""
     profile, games = params.experiment.profile, tuple(needed_games(params))
+    runs, tables = tuple(training_runs(params)), tuple(params.experiment.tables)
     per_game = [Job(stage, profile, {"game": g}) for stage in (COLLECT, PRETRAIN_MAE, ESTIMATE_MR, SALIENCY_FIGURES)
                 for g in games]
-    train = [Job(TRAIN, profile, wc, input_names=train_input_names(params, wc["variant"]))
-             for wc in training_runs(params)]
-    return [*per_game, Job(FIG8, profile, {}, games), *train]
+    train = [Job(TRAIN, profile, wc, input_names=train_input_names(params, wc["variant"])) for wc in runs]
+    report = [Job(AGGREGATE, profile, {}, runs=runs),
+              *(table_job(params, t, stage) for stage in (TABLE, PUBLISH) for t in tables),
+              Job(FIGURES, profile, {}, runs=runs),
+              *(Job(FIG6, profile, {"game": g}) for g in fig6_games(params)),
+              report_job(params)]
+    return [*per_game, Job(FIG8, profile, {}, games), *train, *report]
+
+
+def report_job(params: Params) -> Job:
+    """The report's job: every table, figure and run record (Fig. 6 only if every game has one)."""
+    games = tuple(needed_games(params))
+    names = tuple(n for n in REPORT.inputs if n != "fig6" or fig6_games(params) == list(games))
+    return Job(REPORT, params.experiment.profile, {}, games, names, tuple(training_runs(params)),
+               tuple(params.experiment.tables))
+
+
+def job_for(params: Params, stage: Stage, wildcards: Mapping[str, str]) -> Job:
+    """The job of `stage` with `wildcards` (Snakemake's input and command functions call this)."""
+    wc, profile, games = dict(wildcards), params.experiment.profile, tuple(needed_games(params))
+    if stage in (TABLE, PUBLISH):
+        return table_job(params, wc["table"], stage)
+    if stage is TRAIN:
+        return Job(TRAIN, profile, wc, input_names=train_input_names(params, wc["variant"]))
+    if stage is REPORT:
+        return report_job(params)
+    if stage in (AGGREGATE, FIGURES):
+        return Job(stage, profile, wc, runs=tuple(training_runs(params)))
+    return Job(stage, profile, wc, games)
 
 
 def targets(params: Params) -> list[str]:
@@ -273,6 +422,8 @@ def dvc_document(params: Params, overlay: Mapping) -> dict:
     wdir = "." if profile == "full" else "/".join(".." for _ in Path(dvc_file(profile)).parent.parts)
     stages = {}
     for job in jobs(params):
+        if job.stage.published and profile != "full":
+            continue  # two dvc.yaml files may not own one path: only the paper profile publishes under DVC
         stage: dict = {"cmd": job.cmd}
         if wdir != ".":
             stage["wdir"] = wdir

@@ -11,8 +11,8 @@ from collections.abc import Callable
 import numpy as np
 
 AGGREGATE_NOTE = (
-    "Aggregates (median, IQM, mean, optimality gap) here are over the paper's 4 games only; they are not "
-    "comparable with published 26-game Atari-100k aggregates."
+    "Aggregates (median, IQM, mean, optimality gap) here are over this profile's games only (the paper's 4 games "
+    "at most); they are not comparable with published 26-game Atari-100k aggregates."
 )
 
 Statistic = Callable[[np.ndarray], float]

@@ -112,7 +112,7 @@ def _fmt(x: float) -> str | float:
 
 def measured_cell(runs: Sequence[RunResult], n_expected: int, reps: int, level: float,
                   rng: np.random.Generator) -> dict:
-    """Mean (std, ddof 1) over the complete runs of one cell, its bootstrap CI, and the cell's status.
+    """Mean (std, ddof 1) over the complete runs of one cell, its bootstrap CI (>= 2 seeds), and its status.
 
     Args:
         runs: the cell's runs (seeds 0..n_expected-1), complete or not.
@@ -128,8 +128,9 @@ def measured_cell(runs: Sequence[RunResult], n_expected: int, reps: int, level: 
         out["status"] = "missing" if all(r.status == "missing" for r in runs) else "incomplete"
         return out
     out["mean"], out["std"] = mean_std(done)
-    out["ci_low"], out["ci_high"] = bootstrap_ci(np.asarray(done)[:, None], lambda x: float(x.mean()), reps, level,
-                                                 rng)
+    if len(done) >= 2:  # one seed has no spread to resample: no interval rather than a collapsed one
+        out["ci_low"], out["ci_high"] = bootstrap_ci(np.asarray(done)[:, None], lambda x: float(x.mean()), reps,
+                                                     level, rng)
     out["status"] = "complete" if len(done) == n_expected else f"partial ({len(done)} of {n_expected} seeds)"
     return out
 
@@ -206,7 +207,7 @@ def _iqm_cell(name: str, params: Params, cells: Sequence[dict], norm: Mapping, g
                     np.array([norm[("human", g)] for g in games]))
     rep = params.report
     rng = generator(rep.seed, "table", name, "iqm", cells[0]["variant"], cells[0]["regime"])
-    low, high = bootstrap_ci(hns, iqm, rep.bootstrap_reps, rep.ci_level, rng)
+    low, high = bootstrap_ci(hns, iqm, rep.bootstrap_reps, rep.ci_level, rng) if len(hns) >= 2 else (math.nan,) * 2
     return {"n_seeds": matrix.shape[0], "n_expected": cells[0]["n_expected"], "mean": iqm(hns), "std": math.nan,
             "ci_low": low, "ci_high": high, "status": "complete" if all(c["status"] == "complete" for c in cells)
             else "partial"}
@@ -282,7 +283,8 @@ def cell_text(c: Mapping) -> str:
 def to_markdown(name: str, cells: Sequence[Mapping], profile: str) -> str:
     """The table as Markdown: per part, games as rows and methods as columns, then the notes."""
     lines = [f"## {TITLES.get(name, name)}", "", f"Profile `{profile}`. Cells: **mean** (std over seeds, ddof 1) "
-             "n=complete/requested seeds [95% stratified-bootstrap CI of the mean]; below it the paper's value.", ""]
+             "n=complete/requested seeds [95% stratified-bootstrap CI of the mean, given from 2 seeds on]; below it the "
+             "paper's value.", ""]
     for part in dict.fromkeys(c["part"] for c in cells):
         mine = [c for c in cells if c["part"] == part]
         methods = list(dict.fromkeys(c["method"] for c in mine))

@@ -14,7 +14,7 @@ import yaml
 
 from spirl.config import REPO_ROOT as ROOT
 from spirl.config import load_params
-from spirl.pipeline import STAGES, dvc_file, param_files
+from spirl.pipeline import STAGES, dvc_file, param_files, table_runs
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PYTHONHASHSEED": "0"}
@@ -25,9 +25,9 @@ def _run(args: list[str], cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run(args, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300)
 
 
-def snakemake_plan(profile: str, cwd: Path = ROOT) -> dict[frozenset, dict]:
-    """Jobs of `snakemake -n -p --forceall` keyed by their output set: rule, inputs, command."""
-    args = [str(BIN / "snakemake"), "-n", "-p", "--forceall", "-c1"]
+def snakemake_plan(profile: str, cwd: Path = ROOT, targets: tuple[str, ...] = ()) -> dict[frozenset, dict]:
+    """Jobs of `snakemake -n -p --forceall [targets]` keyed by their output set: rule, inputs, command."""
+    args = [str(BIN / "snakemake"), *targets, "-n", "-p", "--forceall", "-c1"]
     if profile != "full":
         args += ["--configfile", f"conf/{profile}.yaml"]
     proc = _run(args, cwd)
@@ -73,6 +73,10 @@ def test_committed_dvc_files_are_current():
 def test_snakemake_and_dvc_plan_the_same_jobs(profile):
     smk, dvc = snakemake_plan(profile), dvc_plan(profile)
     assert smk, "Snakemake planned no job"
+    if profile != "full":  # the published copies (results/tableN.*) belong to the paper profile's dvc.yaml
+        published = {o for o, j in smk.items() if STAGES[j["rule"]].published}
+        assert len(published) == len(load_params([ROOT / f for f in param_files(profile)]).experiment.tables)
+        smk = {o: j for o, j in smk.items() if o not in published}
     assert set(smk) == set(dvc), "outputs differ"
     for outputs, job in smk.items():
         stage = dvc[outputs]
@@ -105,10 +109,26 @@ def test_paper_profile_plans_every_per_game_stage_for_the_four_games():
     assert dvc_cmds == {j["cmd"] for j in smk.values()}
 
 
+def test_table2_plans_exactly_the_runs_table2_needs():
+    """`snakemake -n results/table2.csv` with the committed params: Tab. 2's runs, nothing else trained."""
+    params = load_params([ROOT / f for f in param_files("full")])
+    smk = snakemake_plan("full", targets=("results/table2.csv",))
+    planned = {tuple(re.search(rf"--{w} (\S+)", j["cmd"]).group(1) for w in ("variant", "regime", "game", "seed"))
+               for j in smk.values() if j["rule"] == "train"}
+    needed = {tuple(r.values()) for r in table_runs(params, "table2")}
+    assert planned == needed
+    assert len(needed) == 4 * (10 + 5 + 5 + 5)  # DE-Rainbow 10 seeds; DE-Rainbow-P, SPIRL 100K and 400K 5 each
+    assert {j["rule"] for j in smk.values()} == {"collect", "pretrain_mae", "estimate_mr", "train", "table",
+                                                 "publish"}
+
+
 def test_outputs_are_namespaced_per_profile():
     for profile in PROFILES:
         params = load_params([ROOT / f for f in param_files(profile)])
-        for outputs in snakemake_plan(profile):
+        for outputs, job in snakemake_plan(profile).items():
+            if STAGES[job["rule"]].published:  # the active profile's tables at results/tableN.csv and .md
+                assert all(re.fullmatch(r"results/table\d+\.(csv|md)", o) for o in outputs), outputs
+                continue
             assert all(o.startswith((f"data/{profile}/", f"results/{profile}/", f"reports/{profile}/"))
                        for o in outputs), outputs
         assert params.experiment.profile == profile

@@ -15,9 +15,15 @@ def stage_job(stage):
 
 def stage_cmd(stage):
     """Snakemake params function: the job's exact command (identical to DVC's cmd)."""
-    return lambda wildcards: pipeline.command(stage, PROFILE, dict(wildcards), GAMES)
+    return lambda wildcards: pipeline.job_for(PARAMS, stage, wildcards).cmd
+
+
+def stage_inputs(stage):
+    """Snakemake input function: the job's inputs by name (runs, tables or games it gathers included)."""
+    return lambda wildcards: pipeline.job_for(PARAMS, stage, wildcards).inputs
 
 wildcard_constraints:
     variant="|".join(PARAMS.experiment.variants),
     regime="|".join(PARAMS.train.regimes),
     seed=r"\d+",
+    table="|".join(PARAMS.experiment.tables),

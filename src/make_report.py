@@ -1,0 +1,101 @@
+"""The report of a profile: provenance, every table beside the paper, every figure, run status, time.
+
+PYTHONHASHSEED=0 python src/make_report.py --params params.yaml conf/full.yaml --in-tables TABLE.md ... \
+    --in-runs results/full/runs.csv --in-train-run RUN/run.json ... --in-collect-run ... --in-mae-run ... \
+    --in-fig2 ... --in-fig3 ... --in-fig8 ... [--in-fig6 ...] --in-curves ... --in-intervals ... --in-profile ... \
+    --in-bench bench/results --out-report reports/full/report.md
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections import Counter
+from pathlib import Path
+
+from spirl.cli import base_parser, setup_logging
+from spirl.config import load_params
+from spirl.io import atomic_path
+from spirl.pipeline import table_runs, training_runs
+from spirl.runinfo import git_commit
+from spirl.scores import RUN_FIELDS
+from spirl.tables import device_name
+from spirl.timing import bench_run_times, estimate_hours, stage_hours
+
+FIGURES = ("fig2", "fig3", "fig8", "fig6", "curves", "intervals", "profile")
+
+
+def read_json_or_none(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def image_lines(paths: list[Path], report_dir: Path, caption: str) -> list[str]:
+    return [f"![{caption}: {p.stem}]({os.path.relpath(p, report_dir)})" for p in paths]
+
+
+def main() -> None:
+    parser = base_parser(__doc__.splitlines()[0])
+    for name in ("tables", "train-run", "collect-run", "mae-run", *FIGURES):
+        parser.add_argument(f"--in-{name}", nargs="*", type=Path, default=[])
+    parser.add_argument("--in-runs", type=Path, required=True)
+    parser.add_argument("--in-bench", type=Path, required=True)
+    parser.add_argument("--out-report", type=Path, required=True)
+    args = parser.parse_args()
+    log = setup_logging("make_report", args.log)
+    params = load_params(args.params)
+    profile, runs = params.experiment.profile, training_runs(params)
+    with args.in_runs.open(newline="") as fh:
+        status = list(csv.DictReader(fh))
+    records = {tuple(r[f] for f in RUN_FIELDS): read_json_or_none(p)
+               for r, p in zip(runs, args.in_train_run, strict=True)}
+    devices = sorted({device_name(r) for r in records.values() if r})
+    stages = {"collect": [read_json_or_none(p) for p in args.in_collect_run],
+              "pretrain_mae": [read_json_or_none(p) for p in args.in_mae_run],
+              "train": list(records.values())}
+    counts = Counter(r["status"] for r in status)
+    lines = [f"# SPIRL reproduction report: profile `{profile}`", "",
+             f"- commit `{git_commit()}`; parameters `{' + '.join(str(p) for p in args.params)}`",
+             f"- games {list(params.experiment.games)}; seeds per variant: "
+             + ", ".join(f"{v} {s.n_seeds}" for v, s in params.experiment.variants.items()),
+             f"- runs: {len(status)} ({', '.join(f'{k} {n}' for k, n in sorted(counts.items()))}); devices: "
+             + "; ".join(devices), "", "## Time", "", "| stage | jobs | wall hours (sum) |", "|---|---|---|"]
+    for stage, recs in stages.items():
+        hours, n = stage_hours(recs)
+        lines.append(f"| {stage} | {n} | {hours:.3f} |")
+    total = sum(stage_hours(recs)[0] for recs in stages.values())
+    lines += [f"| **total** | | **{total:.3f}** |", "",
+              "Device hours measured by this profile's jobs (sum of their run.json wall times).", "",
+              "## Expected device hours per table (from the committed run benchmarks, `bench/results/run-*.json`)", ""]
+    bench = bench_run_times(args.in_bench, params)
+    lines += ["| table | runs | runs with a benchmark | estimated hours | benchmark device |", "|---|---|---|---|---|"]
+    for table in params.experiment.tables:
+        est = estimate_hours(table_runs(params, table), bench, params)
+        hours = f"{est['hours']:.2f}" if est["matched"] else "not measured"
+        lines.append(f"| {table} | {est['runs']} | {est['matched']} | {hours} | {est['devices'] or '—'} |")
+    lines += ["", "Runs without a benchmark of the same profile, base method and regime are not estimated; "
+              "GPU benchmarks of the paper profile come from `bench/run.py` on a GPU.", ""]
+    lines += ["## Tables", ""]
+    for path in args.in_tables:
+        lines += [path.read_text().replace("\n## ", "\n### ").replace("## ", "### ", 1), ""]
+    bad = [r for r in status if r["status"] != "complete"]
+    if bad:
+        lines += ["## Runs that are not complete", ""] + [
+            f"- {r['variant']} {r['regime']} {r['game']} seed {r['seed']}: {r['status']}: {r['reason']}" for r in bad]
+        lines.append("")
+    lines += ["## Figures", ""]
+    report_dir = args.out_report.parent
+    captions = {"fig2": "Fig. 2", "fig3": "Fig. 3", "fig8": "Fig. 8", "fig6": "Fig. 6 (policy attention)",
+                "curves": "learning curves", "intervals": "aggregate intervals", "profile": "performance profile"}
+    for name in FIGURES:
+        paths = getattr(args, f"in_{name}")
+        if paths:
+            lines += [f"### {captions[name]}", "", *image_lines(paths, report_dir, captions[name]), ""]
+    with atomic_path(args.out_report) as tmp:
+        tmp.write_text("\n".join(lines))
+    log.info("report of profile %r: %d tables, %d runs (%s)", profile, len(args.in_tables), len(status),
+             dict(counts))
+
+
+if __name__ == "__main__":
+    main()
