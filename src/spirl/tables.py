@@ -283,8 +283,8 @@ def cell_text(c: Mapping) -> str:
 def to_markdown(name: str, cells: Sequence[Mapping], profile: str) -> str:
     """The table as Markdown: per part, games as rows and methods as columns, then the notes."""
     lines = [f"## {TITLES.get(name, name)}", "", f"Profile `{profile}`. Cells: **mean** (std over seeds, ddof 1) "
-             "n=complete/requested seeds [95% stratified-bootstrap CI of the mean, given from 2 seeds on]; below it the "
-             "paper's value.", ""]
+             "n=complete/requested seeds [95% stratified-bootstrap CI of the mean, given from 2 seeds on]; "
+             "below it the paper's value.", ""]
     for part in dict.fromkeys(c["part"] for c in cells):
         mine = [c for c in cells if c["part"] == part]
         methods = list(dict.fromkeys(c["method"] for c in mine))

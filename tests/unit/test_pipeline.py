@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+from pathlib import Path
 
+import pytest
 import torch
 
 from spirl import pipeline as P
 from spirl.config import REPO_ROOT, load_params
+
+ROOT = REPO_ROOT
 
 
 def params(profile: str = "full"):
@@ -47,3 +52,27 @@ def test_gpu_tokens_follow_the_runtime_device():
     assert P.gpu_tokens(dataclasses.replace(p, runtime=dataclasses.replace(p.runtime, device="cpu"))) == 0
     assert P.gpu_tokens(dataclasses.replace(p, runtime=dataclasses.replace(p.runtime, device="cuda"))) == 1
     assert P.gpu_tokens(p) == int(torch.cuda.is_available())  # device: auto
+
+
+def _spirl_imports(path: Path, seen: set[str]) -> set[str]:
+    """Every src/spirl module a file imports, transitively (static: `import spirl.x`, `from spirl.x import`)."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        names: list[str] = []
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("spirl"):
+            names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        for name in names:
+            module = ROOT / "src" / Path(*name.split(".")).with_suffix(".py")
+            rel = str(module.relative_to(ROOT))
+            if name.startswith("spirl") and module.is_file() and rel not in seen:
+                seen.add(rel)
+                _spirl_imports(module, seen)
+    return seen
+
+
+@pytest.mark.parametrize("name", sorted(P.STAGES))
+def test_code_dependencies_cover_every_module_the_script_imports(name):
+    """A change to any library module a job runs must re-run the job in both tools."""
+    stage = P.STAGES[name]
+    assert _spirl_imports(ROOT / stage.script, set()) <= set(stage.code)

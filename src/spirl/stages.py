@@ -1,0 +1,206 @@
+"""The pipeline's stages: for each kind of job, its script, code, wildcards, path templates and params sections.
+
+src/spirl/pipeline.py turns these into concrete jobs for a profile (DESIGN §4); the Snakemake rules and the
+generated dvc.yaml files both read them from there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+LIBRARY_CORE = ("src/spirl/__init__.py", "src/spirl/cli.py", "src/spirl/config.py", "src/spirl/io.py",
+                "src/spirl/runinfo.py", "src/spirl/seeding.py")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One kind of job: a script, its code, its wildcards, and path templates.
+
+    Templates use {profile} and the stage's wildcards. An input template with a wildcard the stage lacks
+    gathers that file over the job's runs ({variant}), tables ({table}) or games ({game}): Fig. 8 reads
+    every game's mr.json, a table every eval.json of its runs.
+    Each input/output NAME becomes the script's --in-NAME/--out-NAME option; `work` (a scratch folder
+    for resume checkpoints, not a declared output) becomes --work.
+    """
+
+    name: str
+    script: str
+    library: tuple[str, ...]
+    wildcards: tuple[str, ...]
+    inputs: Mapping[str, str]
+    outputs: Mapping[str, str]
+    sections: tuple[str, ...]
+    log: str
+    work: str | None = None
+    options: Mapping[str, str] = field(default_factory=dict)  # fixed --name value options of every job
+    published: bool = False  # writes outside the profile's folders: only the root dvc.yaml declares it
+
+    @property
+    def code(self) -> tuple[str, ...]:
+        """Code dependencies: the script, the library modules it uses, and the shared core."""
+        return tuple(dict.fromkeys((self.script, *self.library, *LIBRARY_CORE)))
+
+
+MAE_LIBRARY = ("src/spirl/mae.py", "src/spirl/saliency.py", "src/spirl/selection.py", "src/spirl/pretrain.py",
+               "src/spirl/runtime.py", "src/spirl/plots.py")
+
+COLLECT = Stage(
+    name="collect",
+    script="src/collect_frames.py",
+    library=("src/spirl/atari.py", "src/spirl/collect.py"),
+    wildcards=("game",),
+    inputs={},
+    outputs={"frames": "data/{profile}/frames/{game}/frames.npz", "run": "data/{profile}/frames/{game}/run.json"},
+    sections=("atari", "collect"),
+    log="work/{profile}/logs/collect/{game}.log",
+)
+
+PRETRAIN_MAE = Stage(
+    name="pretrain_mae",
+    script="src/pretrain_mae.py",
+    library=MAE_LIBRARY,
+    wildcards=("game",),
+    inputs={"frames": COLLECT.outputs["frames"]},
+    outputs={"model": "data/{profile}/mae/{game}/model.npz", "loss-csv": "data/{profile}/mae/{game}/loss.csv",
+             "loss-png": "data/{profile}/mae/{game}/loss.png", "run": "data/{profile}/mae/{game}/run.json"},
+    sections=("mae", "runtime"),
+    log="work/{profile}/logs/pretrain_mae/{game}.log",
+    work="work/{profile}/mae/{game}",
+)
+
+ESTIMATE_MR = Stage(
+    name="estimate_mr",
+    script="src/estimate_mr.py",
+    library=MAE_LIBRARY,
+    wildcards=("game",),
+    inputs={"model": PRETRAIN_MAE.outputs["model"], "frames": COLLECT.outputs["frames"]},
+    outputs={"mr": "results/{profile}/mr/{game}/mr.json", "ks": "results/{profile}/mr/{game}/ks.npz"},
+    sections=("saliency", "runtime"),
+    log="work/{profile}/logs/estimate_mr/{game}.log",
+)
+
+SALIENCY_FIGURES = Stage(
+    name="saliency_figures",
+    script="src/saliency_figures.py",
+    library=MAE_LIBRARY,
+    wildcards=("game",),
+    inputs={"model": PRETRAIN_MAE.outputs["model"], "frames": COLLECT.outputs["frames"],
+            "mr": ESTIMATE_MR.outputs["mr"]},
+    outputs={"fig2": "reports/{profile}/fig2/{game}.png", "fig3": "reports/{profile}/fig3/{game}.png"},
+    sections=("saliency", "report", "runtime"),
+    log="work/{profile}/logs/saliency_figures/{game}.log",
+)
+
+FIG8 = Stage(
+    name="fig8",
+    script="src/make_fig8.py",
+    library=("src/spirl/plots.py",),
+    wildcards=(),
+    inputs={"mr": ESTIMATE_MR.outputs["mr"]},
+    outputs={"fig8": "reports/{profile}/fig8.png"},
+    sections=("saliency",),
+    log="work/{profile}/logs/fig8.log",
+)
+
+RUN_DIR = "{profile}/runs/{variant}/{regime}/{game}/{seed}"
+
+TRAIN = Stage(
+    name="train",
+    script="src/train_agent.py",
+    library=(*MAE_LIBRARY, "src/spirl/atari.py", "src/spirl/agent.py", "src/spirl/networks.py",
+             "src/spirl/rainbow.py", "src/spirl/replay.py", "src/spirl/evaluation.py", "src/spirl/train.py"),
+    wildcards=("variant", "regime", "game", "seed"),
+    inputs={"model": PRETRAIN_MAE.outputs["model"], "mr": ESTIMATE_MR.outputs["mr"],
+            "frames": COLLECT.outputs["frames"]},
+    outputs={"eval": f"results/{RUN_DIR}/eval.json", "progress": f"results/{RUN_DIR}/progress.csv",
+             "run": f"results/{RUN_DIR}/run.json", "weights": f"results/{RUN_DIR}/weights.npz"},
+    sections=("atari", "saliency", "agent", "replay", "train", "eval", "runtime", "experiment.variants.{variant}"),
+    log="work/{profile}/logs/train/{variant}-{regime}-{game}-{seed}.log",
+    work=f"work/{RUN_DIR}",
+)
+
+REFERENCE = "data/reference/paper_scores.csv"
+REPORT_LIBRARY = ("src/spirl/pipeline.py", "src/spirl/stages.py", "src/spirl/scores.py", "src/spirl/reporting.py",
+                  "src/spirl/plots.py")
+
+AGGREGATE = Stage(
+    name="aggregate",
+    script="src/aggregate_scores.py",
+    library=REPORT_LIBRARY,
+    wildcards=(),
+    inputs={"eval": TRAIN.outputs["eval"], "run": TRAIN.outputs["run"]},
+    outputs={"scores": "results/{profile}/scores.csv", "runs": "results/{profile}/runs.csv"},
+    sections=("experiment", "train", "eval", "replay"),
+    log="work/{profile}/logs/aggregate.log",
+)
+
+TABLE = Stage(
+    name="table",
+    script="src/make_tables.py",
+    library=(*REPORT_LIBRARY, "src/spirl/tables.py"),
+    wildcards=("table",),
+    inputs={"eval": TRAIN.outputs["eval"], "run": TRAIN.outputs["run"], "reference": REFERENCE,
+            "mae-run": PRETRAIN_MAE.outputs["run"]},
+    outputs={"csv": "results/{profile}/tables/{table}.csv", "md": "results/{profile}/tables/{table}.md"},
+    sections=("experiment", "train", "eval", "replay", "report"),
+    log="work/{profile}/logs/table/{table}.log",
+)
+
+PUBLISH = Stage(
+    name="publish",
+    script="src/publish_table.py",
+    library=("src/spirl/pipeline.py", "src/spirl/stages.py"),
+    wildcards=("table",),
+    inputs={"csv": TABLE.outputs["csv"], "md": TABLE.outputs["md"]},
+    outputs={"csv": "results/{table}.csv", "md": "results/{table}.md"},
+    sections=("experiment.profile",),
+    log="work/{profile}/logs/publish/{table}.log",
+    published=True,
+)
+
+FIGURES = Stage(
+    name="figures",
+    script="src/make_figures.py",
+    library=(*REPORT_LIBRARY, "src/spirl/tables.py", "src/spirl/report_plots.py"),
+    wildcards=(),
+    inputs={"runs": AGGREGATE.outputs["runs"], "progress": TRAIN.outputs["progress"], "reference": REFERENCE},
+    outputs={"curves": "reports/{profile}/learning_curves.png", "intervals": "reports/{profile}/intervals.png",
+             "profile": "reports/{profile}/performance_profile.png"},
+    sections=("experiment", "train", "report"),
+    log="work/{profile}/logs/figures.log",
+)
+
+FIG6_RUN = {"variant": "spirl", "regime": "100k", "seed": "0"}  # Fig. 6 shows the paper's SPIRL agent
+
+FIG6 = Stage(
+    name="fig6",
+    script="src/make_fig6.py",
+    library=(*MAE_LIBRARY, "src/spirl/atari.py", "src/spirl/agent.py", "src/spirl/networks.py", "src/spirl/rainbow.py",
+             "src/spirl/replay.py", "src/spirl/evaluation.py", "src/spirl/train.py", "src/spirl/attention.py"),
+    wildcards=("game",),
+    inputs={"frames": COLLECT.outputs["frames"], "model": PRETRAIN_MAE.outputs["model"],
+            "mr": ESTIMATE_MR.outputs["mr"],
+            "weights": TRAIN.outputs["weights"].replace("{variant}/{regime}", "spirl/100k").replace("{seed}", "0")},
+    outputs={"figure": "reports/{profile}/fig6/{game}.png"},
+    sections=("atari", "saliency", "agent", "report", "runtime", "experiment.variants.spirl"),
+    log="work/{profile}/logs/fig6/{game}.log",
+    options={"variant": FIG6_RUN["variant"]},
+)
+
+REPORT = Stage(
+    name="report",
+    script="src/make_report.py",
+    library=(*REPORT_LIBRARY, "src/spirl/tables.py", "src/spirl/timing.py"),
+    wildcards=(),
+    inputs={"tables": TABLE.outputs["md"], "runs": AGGREGATE.outputs["runs"], "train-run": TRAIN.outputs["run"],
+            "collect-run": COLLECT.outputs["run"], "mae-run": PRETRAIN_MAE.outputs["run"],
+            "fig2": SALIENCY_FIGURES.outputs["fig2"], "fig3": SALIENCY_FIGURES.outputs["fig3"],
+            "fig8": FIG8.outputs["fig8"], "fig6": FIG6.outputs["figure"], **FIGURES.outputs, "bench": "bench/results"},
+    outputs={"report": "reports/{profile}/report.md"},
+    sections=("experiment", "train", "report", "runtime"),
+    log="work/{profile}/logs/report.log",
+)
+
+STAGES: dict[str, Stage] = {s.name: s for s in (COLLECT, PRETRAIN_MAE, ESTIMATE_MR, SALIENCY_FIGURES, FIG8, TRAIN,
+                                                 AGGREGATE, TABLE, PUBLISH, FIGURES, FIG6, REPORT)}
