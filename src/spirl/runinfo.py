@@ -47,7 +47,7 @@ def device_info() -> dict[str, Any]:
                             "cpu_count": os.cpu_count()}
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
+        info["gpu"] = torch.cuda.get_device_name(torch.cuda.current_device())  # the GPU this job claimed
     return info
 
 
