@@ -101,7 +101,8 @@ def test_summary_counts():
 
 def _collect(tmp_path: Path, name: str, seed: int) -> tuple[Path, Path]:
     overlay = tmp_path / f"{name}.yaml"
-    overlay.write_text(f"collect: {{seed: {seed}, frames_per_game: {{Frostbite: 400}}}}\n")
+    overlay.write_text("atari: {frame_size_px: 48}\n"  # pinned: the checks below do not follow conf/smoke.yaml
+                       f"collect: {{seed: {seed}, frames_per_game: {{Frostbite: 400}}}}\n")
     out = tmp_path / name
     cmd = [sys.executable, "src/collect_frames.py", "--params", "params.yaml", "conf/smoke.yaml", str(overlay),
            "--game", "Frostbite", "--out-frames", str(out / "frames.npz"), "--out-run", str(out / "run.json"),

@@ -19,7 +19,7 @@ from spirl.mae import MAEConfig, MaskedAutoencoder
 from spirl.pretrain import save_model
 
 OVERLAY = """
-atari: {max_episode_agent_steps: 60}
+atari: {max_episode_agent_steps: 60, frame_size_px: 48}
 train:
   learn_start_env_steps: 40
   checkpoint_every_env_steps: 40
