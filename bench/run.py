@@ -5,7 +5,8 @@ act, replay, learn, eval and checkpoint, as measured inside src/train_agent.py.
         --model data/smoke/mae/Seaquest/model.npz --mr results/smoke/mr/Seaquest/mr.json \\
         --out bench/results/run-spirl-smoke-cpu.json
 
-The run goes to a temporary folder (no resume: a fresh run every time).
+The run goes to a temporary folder (no resume: a fresh run every time); --keep DIR keeps its eval.json,
+progress.csv and run.json.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mr", type=Path, default=None, help="the game's mr.json (spirl variants)")
     parser.add_argument("--frames", type=Path, default=None, help="pre-training frames (replay pre-fill)")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="folder to keep the run's eval.json, progress.csv and run.json in (e.g. for the report)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
@@ -48,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
                        stderr=subprocess.DEVNULL)
         record = json.loads((out / "run.json").read_text())
         evals = json.loads((out / "eval.json").read_text())["points"]
+        if args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            for name in ("eval.json", "progress.csv", "run.json"):
+                shutil.copy(out / name, args.keep / name)
     emit_bench({"bench": "run", "settings": {"params": args.params, "variant": args.variant,
                                              "regime": args.regime, "game": args.game, "seed": args.seed},
                 "wall_time_s": record["wall_time_s"], "timing_s": record["timing_s"],

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The GPU measurements of issue "Scale", in steps that each fit one device call (<= 10 minutes), paper profile.
+#   bash bench/gpu_session.sh micro   # env, pre-training, saliency and learner benchmarks
+#   bash bench/gpu_session.sh mae     # Seaquest: frames, the 50-epoch MAE and mr (the real DAG jobs)
+#   bash bench/gpu_session.sh spirl   # one whole SPIRL 100K run on Seaquest, split into its parts
+#   bash bench/gpu_session.sh der     # one whole DE-Rainbow 100K run on Seaquest
+# Results: bench/results/*-<tag>.json (tag = the GPU's name) and, if $OUT is set, copies there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH" PYTHONHASHSEED=0
+tag=$(python -c "import torch; print(torch.cuda.get_device_name(0).split()[-1].lower() if torch.cuda.is_available() else 'cpu')")
+res=bench/results
+game=Seaquest
+model=data/full/mae/$game/model.npz
+mr=results/full/mr/$game/mr.json
+keep() { [ -n "${OUT:-}" ] && cp "$@" "$OUT"/ || true; }
+case "${1:-}" in
+  micro)
+    python bench/env.py --games $game --out $res/env-$tag.json
+    python bench/pretrain.py --out $res/pretrain-$tag.json
+    python bench/saliency.py --game $game --out $res/saliency-$tag.json
+    python bench/learner.py --game $game --out $res/learner-$tag.json
+    keep $res/env-$tag.json $res/pretrain-$tag.json $res/saliency-$tag.json $res/learner-$tag.json ;;
+  mae)
+    snakemake -j4 "$model" "$mr"
+    cp data/full/mae/$game/run.json $res/mae-run-$game-$tag.json
+    keep $res/mae-run-$game-$tag.json "$mr" ;;
+  spirl | der)
+    variant=$([ "$1" = spirl ] && echo spirl || echo de_rainbow)
+    extra=$([ "$1" = spirl ] && echo "--model $model --mr $mr" || true)
+    python bench/run.py --variant $variant --regime 100k --game $game $extra \
+      --out $res/run-$variant-full-$tag.json --keep $res/run-$variant-100k-$game-$tag
+    keep $res/run-$variant-full-$tag.json $res/run-$variant-100k-$game-$tag/eval.json ;;
+  *) echo "usage: $0 micro|mae|spirl|der" >&2; exit 2 ;;
+esac
