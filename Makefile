@@ -15,7 +15,7 @@ export PYTHONHASHSEED := 0
 SMK_PROFILE_ARGS := $(if $(filter full,$(PROFILE)),,--configfile conf/$(PROFILE).yaml)
 DVC_FILE := $(if $(filter full,$(PROFILE)),dvc.yaml,pipelines/$(PROFILE)/dvc.yaml)
 
-.PHONY: setup smoke test lint dvc-yaml sync-dvc sync-smk dvc-smoke bench-env clean-smoke
+.PHONY: setup smoke test lint dvc-yaml sync-dvc sync-smk dvc-smoke bench-env clean-smoke tables-now
 
 setup: $(VENV)/.installed
 
@@ -54,6 +54,13 @@ sync-dvc: setup
 sync-smk: setup
 	snakemake -j1 --touch $(SMK_PROFILE_ARGS)
 	snakemake -j1 $(SMK_PROFILE_ARGS)
+
+# The profile's tables (and their published copies) from whatever runs exist now, outside the DAG: cells whose
+# runs are missing or incomplete say so. The DAG itself builds a table only once all its runs exist.
+tables-now: setup
+	$(PY) -c "import subprocess; from spirl.config import load_params; from spirl.pipeline import jobs, param_files; \
+	[subprocess.run(j.cmd, shell=True, check=True) for j in jobs(load_params(param_files('$(PROFILE)'))) \
+	 if j.stage.name in ('table', 'publish')]"
 
 bench-env: setup
 	$(PY) bench/env.py --out bench/results/env.json
