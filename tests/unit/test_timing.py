@@ -1,0 +1,52 @@
+"""Measured and expected device hours: stage sums and the per-table estimate from run benchmarks."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from spirl.config import REPO_ROOT, load_params
+from spirl.pipeline import param_files, table_runs
+from spirl.timing import bench_run_times, estimate_hours, stage_hours
+
+
+@pytest.fixture(scope="module")
+def smoke():
+    return load_params([REPO_ROOT / f for f in param_files("smoke")])
+
+
+def test_stage_hours_sums_the_records_that_exist():
+    hours, n = stage_hours([{"wall_time_s": 1800.0}, None, {"wall_time_s": 5400.0}, {"other": 1}])
+    assert (hours, n) == (2.0, 2)
+    assert stage_hours([]) == (0.0, 0)
+
+
+def _bench(folder, name, params, variant, regime, seconds, gpu=None):
+    device = {"torch_device": "cuda" if gpu else "cpu", "cpu_count": 16}
+    if gpu:
+        device["gpu"] = gpu
+    (folder / name).write_text(json.dumps({"bench": "run", "wall_time_s": seconds, "device": device,
+                                           "settings": {"params": params, "variant": variant, "regime": regime}}))
+
+
+def test_estimate_uses_the_variant_then_its_base_method_and_counts_the_rest(tmp_path, smoke):
+    _bench(tmp_path, "run-spirl-smoke-gpu.json", ["params.yaml", "conf/smoke.yaml"], "spirl", "100k", 360.0, "H100")
+    _bench(tmp_path, "run-de_rainbow-smoke.json", ["params.yaml", "conf/smoke.yaml"], "de_rainbow", "100k", 180.0)
+    _bench(tmp_path, "run-spirl-full.json", ["params.yaml", "conf/full.yaml"], "spirl", "100k", 1e6)  # other profile
+    (tmp_path / "learner-cpu.json").write_text("{}")  # not a run benchmark: ignored
+    bench = bench_run_times(tmp_path, smoke)
+    assert set(bench) == {("spirl", "100k"), ("de_rainbow", "100k")}
+    # Tab. 2 on the smoke profile: 2 games x (de_rainbow, de_rainbow_p, spirl 100k, spirl 400k), 1 seed each
+    est = estimate_hours(table_runs(smoke, "table2"), bench, smoke)
+    # de_rainbow: own benchmark (180 s); de_rainbow_p: its base de_rainbow (180 s); spirl 100k: 360 s;
+    # spirl 400k: no benchmark at that regime -> unmatched
+    assert (est["runs"], est["matched"]) == (8, 6)
+    assert math.isclose(est["hours"], 2 * (180 + 180 + 360) / 3600)
+    assert est["devices"] == "H100, cpu (16 cores)"
+
+
+def test_no_benchmark_of_the_profile_means_nothing_is_estimated(tmp_path, smoke):
+    est = estimate_hours(table_runs(smoke, "table14"), bench_run_times(tmp_path, smoke), smoke)
+    assert (est["runs"], est["matched"], est["hours"], est["devices"]) == (3, 0, 0.0, "")
