@@ -94,7 +94,9 @@ class Agent:
         self.target = copy.deepcopy(self.online)
         for p in self.target.parameters():
             p.requires_grad_(False)
-        self.optimizer = torch.optim.Adam(self.online.parameters(), lr=train.lr, eps=train.adam_eps)
+        # fused (one kernel for every parameter) on a GPU; the default implementation on CPU
+        self.optimizer = torch.optim.Adam(self.online.parameters(), lr=train.lr, eps=train.adam_eps,
+                                          fused=device.type == "cuda")
         self.support = support(agent.v_min, agent.v_max, agent.atoms).to(device)
         self.train_params, self.device, self.generator = train, device, generator
         self.updates = 0
