@@ -9,14 +9,14 @@ PYTHONHASHSEED=0 python src/make_report.py --params params.yaml conf/full.yaml -
 from __future__ import annotations
 
 import csv
-import json
 import os
+import re
 from collections import Counter
 from pathlib import Path
 
 from spirl.cli import base_parser, setup_logging
 from spirl.config import load_params
-from spirl.io import atomic_path
+from spirl.io import atomic_path, read_json_if_exists
 from spirl.pipeline import table_runs, training_runs
 from spirl.runinfo import git_commit
 from spirl.scores import RUN_FIELDS
@@ -24,10 +24,6 @@ from spirl.tables import device_name
 from spirl.timing import bench_run_times, estimate_hours, stage_hours
 
 FIGURES = ("fig2", "fig3", "fig8", "fig6", "curves", "intervals", "profile")
-
-
-def read_json_or_none(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def image_lines(paths: list[Path], report_dir: Path, caption: str) -> list[str]:
@@ -47,11 +43,11 @@ def main() -> None:
     profile, runs = params.experiment.profile, training_runs(params)
     with args.in_runs.open(newline="") as fh:
         status = list(csv.DictReader(fh))
-    records = {tuple(r[f] for f in RUN_FIELDS): read_json_or_none(p)
+    records = {tuple(r[f] for f in RUN_FIELDS): read_json_if_exists(p)
                for r, p in zip(runs, args.in_train_run, strict=True)}
     devices = sorted({device_name(r) for r in records.values() if r})
-    stages = {"collect": [read_json_or_none(p) for p in args.in_collect_run],
-              "pretrain_mae": [read_json_or_none(p) for p in args.in_mae_run],
+    stages = {"collect": [read_json_if_exists(p) for p in args.in_collect_run],
+              "pretrain_mae": [read_json_if_exists(p) for p in args.in_mae_run],
               "train": list(records.values())}
     counts = Counter(r["status"] for r in status)
     lines = [f"# SPIRL reproduction report: profile `{profile}`", "",
@@ -77,7 +73,7 @@ def main() -> None:
               "GPU benchmarks of the paper profile come from `bench/run.py` on a GPU.", ""]
     lines += ["## Tables", ""]
     for path in args.in_tables:
-        lines += [path.read_text().replace("\n## ", "\n### ").replace("## ", "### ", 1), ""]
+        lines += [re.sub(r"^## ", "### ", path.read_text(), flags=re.M), ""]  # one level below "## Tables"
     bad = [r for r in status if r["status"] != "complete"]
     if bad:
         lines += ["## Runs that are not complete", ""] + [

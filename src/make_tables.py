@@ -8,12 +8,11 @@ The runs are spirl.pipeline.table_runs(params, table), in that order. Missing ru
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from spirl.cli import base_parser, setup_logging
 from spirl.config import ConfigError, load_params
-from spirl.io import atomic_path
+from spirl.io import atomic_path, read_json_if_exists
 from spirl.pipeline import table_runs
 from spirl.plots import write_csv
 from spirl.scores import RUN_FIELDS, load_run
@@ -49,8 +48,7 @@ def main() -> None:
         games = table_games("table1", params)
         if len(args.in_mae_run) != len(games):
             raise ConfigError(f"table1 needs one --in-mae-run per game {games}; got {len(args.in_mae_run)}")
-        records = {g: json.loads(p.read_text()) if p.is_file() else None
-                   for g, p in zip(games, args.in_mae_run, strict=True)}
+        records = {g: read_json_if_exists(p) for g, p in zip(games, args.in_mae_run, strict=True)}
         cells = pretraining_time_rows(params, records, reference) + cells
     write_csv(cells, args.out_csv)
     with atomic_path(args.out_md) as tmp:

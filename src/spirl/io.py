@@ -51,6 +51,11 @@ def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
+def read_json_if_exists(path: str | Path) -> Any:
+    """Read a JSON file, or None if there is none (e.g. the record of a job that has not run)."""
+    return read_json(path) if Path(path).is_file() else None
+
+
 def write_npz(path: str | Path, arrays: Mapping[str, np.ndarray], compresslevel: int = 6) -> None:
     """Write arrays as a deflate-compressed .npz (readable by np.load), atomically and deterministically.
 
