@@ -18,6 +18,7 @@ import torch
 
 from spirl.agent import Agent, build_qnetwork, frame_spec
 from spirl.config import load_params, resolve_variant
+from spirl.multiseed import StackedAgents
 from spirl.networks import parameter_count
 from spirl.runinfo import emit_bench
 from spirl.selection import k_max_from_ratio
@@ -50,8 +51,9 @@ def rate(fn, seconds: float, device: torch.device) -> float:
     return n / (time.perf_counter() - start)
 
 
-def bench_variant(params, variant: str, game: str, device: torch.device, seconds: float) -> dict:
-    """updates/s (batch 32) and actions/s (batch 1) for one variant."""
+def bench_variant(params, variant: str, game: str, device: torch.device, seconds: float, seeds: int) -> dict:
+    """updates/s (batch 32) and actions/s (batch 1) for one variant; with seeds > 1 also the stacked learner of
+    that many seeds in one process (spirl.multiseed), its updates/s counting one update of every seed as one."""
     p = resolve_variant(params, variant)
     base = p.experiment.variants[variant].base
     k_max = k_max_from_ratio(144, p.saliency.paper_mr[game])
@@ -61,10 +63,20 @@ def bench_variant(params, variant: str, game: str, device: torch.device, seconds
     rng = np.random.default_rng(0)
     batch = synthetic_batch(spec, p.train.batch_size, p.atari.frame_stack, rng)
     one = torch.as_tensor(synthetic_batch(spec, 1, p.atari.frame_stack, rng)["obs"], device=device)
-    return {"variant": variant, "frame": spec.kind, "frame_shape": list(spec.shape),
-            "parameters": parameter_count(net), "batch": p.train.batch_size,
-            "updates_per_s": rate(lambda: agent.learn(batch), seconds, device),
-            "actions_per_s": rate(lambda: agent.act(one), seconds, device)}
+    out = {"variant": variant, "frame": spec.kind, "frame_shape": list(spec.shape),
+           "parameters": parameter_count(net), "batch": p.train.batch_size,
+           "updates_per_s": rate(lambda: agent.learn(batch), seconds, device),
+           "actions_per_s": rate(lambda: agent.act(one), seconds, device)}
+    if seeds > 1:
+        agents = [Agent(build_qnetwork(spec, p.agent, 18, p.atari.frame_stack, torch.Generator().manual_seed(s)),
+                        p.agent, p.train, device, torch.Generator().manual_seed(100 + s)) for s in range(seeds)]
+        stacked = StackedAgents(agents)
+        batches = [synthetic_batch(spec, p.train.batch_size, p.atari.frame_stack, rng) for _ in range(seeds)]
+        stacks = np.stack([synthetic_batch(spec, 1, p.atari.frame_stack, rng)["obs"] for _ in range(seeds)])
+        out["stacked"] = {"seeds": seeds, "updates_per_s": rate(lambda: stacked.learn(batches), seconds, device),
+                          "actions_per_s": rate(lambda: stacked.act(stacks), seconds, device)}
+        out["stacked"]["seed_updates_per_s"] = seeds * out["stacked"]["updates_per_s"]
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,13 +85,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", nargs="+", default=["de_rainbow", "spirl"])
     parser.add_argument("--game", default="Seaquest", help="whose adopted mr sets SPIRL's K_max")
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--seeds-per-job", type=int, default=1, help="also time this many seeds stacked")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     params = load_params(args.params)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.set_num_threads(params.runtime.torch_threads)
-    results = [bench_variant(params, v, args.game, device, args.seconds) for v in args.variants]
-    emit_bench({"bench": "learner", "settings": {"game": args.game, "graph": "eager"}, "results": results,
+    results = [bench_variant(params, v, args.game, device, args.seconds, args.seeds_per_job) for v in args.variants]
+    emit_bench({"bench": "learner", "settings": {"game": args.game, "graph": "eager",
+                                                 "seeds_per_job": args.seeds_per_job}, "results": results,
                 "device": {"torch_device": str(device), "torch_threads": torch.get_num_threads()}}, args.out)
     return 0
 

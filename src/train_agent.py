@@ -1,9 +1,11 @@
-"""Train and evaluate one (variant, regime, game, seed) run (SPEC §7-§10); resumes from its work folder.
+"""Train and evaluate (variant, regime, game) runs of one or more seeds (SPEC §7-§10); resumes from the work folders.
 
 PYTHONHASHSEED=0 python src/train_agent.py --params params.yaml conf/full.yaml --variant spirl --regime 100k \
     --game Seaquest --seed 0 [--in-model MAE --in-mr MR.json] [--in-frames FRAMES.npz] \
     --out-eval .../eval.json --out-progress .../progress.csv --out-run .../run.json --out-weights .../weights.npz \
     --work work/full/runs/spirl/100k/Seaquest/0
+Several seeds (runtime.seeds_per_job): `--seed 0 1 2` with one --out-* path and one --work folder per seed, in the
+same order; they train together in one process (spirl.multiseed) and each gets the files of a single-seed job.
 """
 
 from __future__ import annotations
@@ -25,19 +27,29 @@ from spirl.runtime import autocast_dtype, setup_torch
 from spirl.selection import k_max_from_ratio
 from spirl.train import RunKey, TrainingRun, make_represent, run_training
 
+OUTPUTS = ("eval", "progress", "run", "weights")
+
 
 def parse_args():
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--variant", required=True)
     parser.add_argument("--regime", required=True)
     parser.add_argument("--game", required=True)
-    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--seed", type=int, nargs="+", required=True)
     for name in ("model", "mr", "frames"):
         parser.add_argument(f"--in-{name}", type=Path, default=None)
-    for name in ("eval", "progress", "run", "weights"):
-        parser.add_argument(f"--out-{name}", type=Path, required=True)
-    parser.add_argument("--work", type=Path, required=True, help="scratch folder for the resume checkpoint")
-    return parser.parse_args()
+    for name in OUTPUTS:
+        parser.add_argument(f"--out-{name}", type=Path, nargs="+", required=True)
+    parser.add_argument("--work", type=Path, nargs="+", required=True,
+                        help="scratch folder for each seed's resume checkpoint")
+    args = parser.parse_args()
+    for name in (*(f"out_{o}" for o in OUTPUTS), "work"):
+        if len(getattr(args, name)) != len(args.seed):
+            parser.error(f"--{name.replace('_', '-')} needs one path per seed ({len(args.seed)}), "
+                         f"got {len(getattr(args, name))}")
+    if len(set(args.seed)) != len(args.seed):
+        parser.error(f"--seed values must differ, got {args.seed}")
+    return args
 
 
 def main() -> None:
@@ -63,29 +75,34 @@ def main() -> None:
             raise ConfigError(f"variant {args.variant!r} (replay.prefill: pretraining) needs --in-frames")
         with np.load(args.in_frames) as data:
             prefill = {k: data[k] for k in ("frames", "actions", "rewards_clipped", "terminals")}
-    key = RunKey(args.variant, args.regime, args.game, args.seed)
+    keys = [RunKey(args.variant, args.regime, args.game, seed) for seed in args.seed]
     start = time.perf_counter()
-    run = TrainingRun(key, params, spec, represent, device, prefill)
-    resumed = run.load(args.work / "checkpoint.pt")
-    log.info("%s: base %s, K_max %s, %s", key, base, k_max or "-",
-             f"resuming at env step {run.state.env_step}" if resumed else "from scratch")
-    with tqdm(total=run.online_steps, initial=run.state.env_step, desc=f"{args.variant} {args.game}",
-              unit="step", mininterval=5.0) as bar:
-        timing = run_training(run, args.work / "checkpoint.pt", params.train.checkpoint_every_env_steps,
-                              on_step=bar.update, log=log.info)
+    runs = [TrainingRun(key, params, spec, represent, device, prefill) for key in keys]
+    checkpoints = [work / "checkpoint.pt" for work in args.work]
+    resumed = [run.load(path) for run, path in zip(runs, checkpoints, strict=True)]
+    for run, was_resumed in zip(runs, resumed, strict=True):
+        log.info("%s: base %s, K_max %s, %s", run.key, base, k_max or "-",
+                 f"resuming at env step {run.state.env_step}" if was_resumed else "from scratch")
+    with tqdm(total=runs[0].online_steps, initial=max(run.state.env_step for run in runs),
+              desc=f"{args.variant} {args.game}", unit="step", mininterval=5.0) as bar:
+        timing = run_training(runs, checkpoints, params.train.checkpoint_every_env_steps, on_step=bar.update,
+                              log=log.info)
     wall_s = time.perf_counter() - start
-    write_npz(args.out_weights, {k: v.detach().cpu().numpy() for k, v in run.agent.online.state_dict().items()})
-    write_csv(run.state.progress or [{"env_step": run.state.env_step, "episode": 0}], args.out_progress)
-    write_json(args.out_eval, {"variant": args.variant, "regime": args.regime, "game": args.game, "seed": args.seed,
-                               "metric": run.regime.metric, "points": run.state.evals})
-    write_json(args.out_run, run_record(
-        stage="train_agent", params=to_plain(params), wildcards={**vars(key), "profile": params.experiment.profile},
-        seeds={name: key.stream(name) for name in ("env", "actions", "init", "noise", "replay")}, wall_time_s=wall_s,
-        extra={"base": base, "k_max": k_max, "mr": mr, "resumed": resumed, "updates": run.agent.updates,
-               "online_env_steps": run.online_steps, "timing_s": timing, "device_used": str(device),
-               "updates_per_s": run.agent.updates / max(timing.get("learn", 0.0), 1e-9)},
-    ))
-
+    job = {"seeds": args.seed, "wall_time_s": wall_s, "timing_s": timing}
+    for i, (run, key) in enumerate(zip(runs, keys, strict=True)):
+        write_npz(args.out_weights[i], {k: v.detach().cpu().numpy() for k, v in run.agent.online.state_dict().items()})
+        write_csv(run.state.progress or [{"env_step": run.state.env_step, "episode": 0}], args.out_progress[i])
+        write_json(args.out_eval[i], {"variant": args.variant, "regime": args.regime, "game": args.game,
+                                      "seed": key.seed, "metric": run.regime.metric, "points": run.state.evals})
+        write_json(args.out_run[i], run_record(  # wall_time_s: this seed's share of the job (the job's is under job)
+            stage="train_agent", params=to_plain(params), wildcards={**vars(key), "profile": params.experiment.profile},
+            seeds={name: key.stream(name) for name in ("env", "actions", "init", "noise", "replay")},
+            wall_time_s=wall_s / len(runs),
+            extra={"base": base, "k_max": k_max, "mr": mr, "resumed": resumed[i], "updates": run.agent.updates,
+                   "online_env_steps": run.online_steps, "timing_s": timing, "device_used": str(device),
+                   "updates_per_s": len(runs) * run.agent.updates / max(timing.get("learn", 0.0), 1e-9),
+                   "job": job},
+        ))
 
 if __name__ == "__main__":
     main()

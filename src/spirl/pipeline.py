@@ -75,6 +75,15 @@ class Job:
     input_names: tuple[str, ...] | None = None  # the stage inputs this job reads (None: all)
     runs: tuple[Mapping[str, str], ...] = ()  # the runs a gathering input spans
     tables: tuple[str, ...] = ()  # the tables a gathering input spans
+    seeds: tuple[str, ...] = ()  # a TRAIN job of several seeds (runtime.seeds_per_job): its seeds; wildcards' seed
+    #                              is then the group's label, e.g. "0-4"
+
+    @property
+    def seed_wildcards(self) -> list[dict[str, str]]:
+        """The wildcards of each seed the job trains (one entry for an ordinary job)."""
+        if not self.seeds:
+            return [dict(self.wildcards)]
+        return [{**self.wildcards, "seed": seed} for seed in self.seeds]
 
     @property
     def name(self) -> str:
@@ -87,7 +96,11 @@ class Job:
 
     @property
     def outputs(self) -> dict[str, str]:
-        return {k: fill(v, self.profile, self.wildcards) for k, v in self.stage.outputs.items()}
+        """Output paths by name; a job of several seeds names them NAME-SEED (eval-0, eval-1, ...)."""
+        if not self.seeds:
+            return {k: fill(v, self.profile, self.wildcards) for k, v in self.stage.outputs.items()}
+        return {f"{k}-{wc['seed']}": fill(v, self.profile, wc) for k, v in self.stage.outputs.items()
+                for wc in self.seed_wildcards}
 
     @property
     def log(self) -> str:
@@ -137,13 +150,18 @@ def expand_inputs(stage: Stage, profile: str, wildcards: Mapping[str, str], job:
 def command(stage: Stage, profile: str, wildcards: Mapping[str, str], job: Job | None = None) -> str:
     """The exact shell command of a job, identical in Snakemake and DVC."""
     parts = ["PYTHONHASHSEED=0", "python", stage.script, "--params", *param_files(profile)]
-    parts += [f"--{w} {wildcards[w]}" for w in stage.wildcards]
+    each = job.seed_wildcards if job is not None else [dict(wildcards)]  # several seeds: one value per seed
+
+    def values(template: str) -> str:
+        return " ".join(fill(template, profile, wc) for wc in each)
+
+    parts += [f"--{w} {' '.join(dict.fromkeys(wc[w] for wc in each))}" for w in stage.wildcards]  # seed: 1 or more
     parts += [f"--{k} {v}" for k, v in stage.options.items()]
     inputs = expand_inputs(stage, profile, wildcards, job)
     parts += [f"--in-{k} {' '.join(v)}" for k, v in inputs.items()]
-    parts += [f"--out-{k} {fill(v, profile, wildcards)}" for k, v in stage.outputs.items()]
+    parts += [f"--out-{k} {values(v)}" for k, v in stage.outputs.items()]
     if stage.work is not None:
-        parts += [f"--work {fill(stage.work, profile, wildcards)}"]
+        parts += [f"--work {values(stage.work)}"]
     parts += [f"--log {fill(stage.log, profile, wildcards)}"]
     return " ".join(parts)
 
@@ -183,6 +201,49 @@ def training_runs(params: Params) -> list[dict[str, str]]:
     return list(runs.values())
 
 
+def seed_group_label(seeds: tuple[str, ...]) -> str:
+    """The seed wildcard of a job of several seeds: "FIRST-LAST" for consecutive seeds (its DVC name, log name)."""
+    first, last = int(seeds[0]), int(seeds[-1])
+    if [int(s) for s in seeds] != list(range(first, last + 1)):
+        raise ValueError(f"a job's seeds must be consecutive, got {seeds}")
+    return f"{first}-{last}"
+
+
+def train_jobs(params: Params) -> list[Job]:
+    """The training jobs: one per run, or with runtime.seeds_per_job = S > 1, one per S consecutive seeds of a
+    (variant, regime, game) (the last group may be smaller), trained together in one process."""
+    per_job, groups = params.runtime.seeds_per_job, {}
+    for run in training_runs(params):
+        groups.setdefault((run["variant"], run["regime"], run["game"]), []).append(run["seed"])
+    out = []
+    for (variant, regime, game), seeds in groups.items():
+        for start in range(0, len(seeds), per_job):
+            chunk = tuple(seeds[start:start + per_job])
+            label = chunk[0] if per_job == 1 else seed_group_label(chunk)
+            out.append(train_job(params, {"variant": variant, "regime": regime, "game": game, "seed": label}))
+    return out
+
+
+def train_job(params: Params, wildcards: Mapping[str, str]) -> Job:
+    """The TRAIN job of a run ("seed": "3") or of a group of seeds ("seed": "0-4", seeds 0..4)."""
+    wc, names = dict(wildcards), train_input_names(params, wildcards["variant"])
+    first, _, last = wc["seed"].partition("-")
+    seeds = tuple(str(s) for s in range(int(first), int(last) + 1)) if last else ()
+    return Job(TRAIN, params.experiment.profile, wc, input_names=names, seeds=seeds)
+
+
+def seed_groups(params: Params) -> dict[tuple[str, ...], list[str]]:
+    """With runtime.seeds_per_job > 1: each distinct seed group -> the variants trained in such groups
+    (Snakemake has one rule per group, constrained to those variants)."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for job in train_jobs(params):
+        if job.seeds:
+            variants = groups.setdefault(job.seeds, [])
+            if job.wildcards["variant"] not in variants:
+                variants.append(job.wildcards["variant"])
+    return groups
+
+
 def table_job(params: Params, table: str, stage: Stage) -> Job:
     """A table's job (TABLE or PUBLISH): its runs, and for Tab. 1 the MAE pre-training records of its games."""
     runs = tuple(table_runs(params, table))
@@ -204,7 +265,7 @@ def jobs(params: Params) -> list[Job]:
     runs, tables = tuple(training_runs(params)), tuple(params.experiment.tables)
     per_game = [Job(stage, profile, {"game": g}) for stage in (COLLECT, PRETRAIN_MAE, ESTIMATE_MR, SALIENCY_FIGURES)
                 for g in games]
-    train = [Job(TRAIN, profile, wc, input_names=train_input_names(params, wc["variant"])) for wc in runs]
+    train = train_jobs(params)
     report = [Job(AGGREGATE, profile, {}, runs=runs),
               *(table_job(params, t, stage) for stage in (TABLE, PUBLISH) for t in tables),
               Job(FIGURES, profile, {}, runs=runs),
@@ -226,8 +287,8 @@ def job_for(params: Params, stage: Stage, wildcards: Mapping[str, str]) -> Job:
     wc, profile, games = dict(wildcards), params.experiment.profile, tuple(needed_games(params))
     if stage in (TABLE, PUBLISH):
         return table_job(params, wc["table"], stage)
-    if stage is TRAIN:
-        return Job(TRAIN, profile, wc, input_names=train_input_names(params, wc["variant"]))
+    if stage is TRAIN:  # an ordinary job, or a group's ("seed" = its label, e.g. "0-4")
+        return train_job(params, wc)
     if stage is REPORT:
         return report_job(params)
     if stage in (AGGREGATE, FIGURES):

@@ -81,12 +81,17 @@ class NoisyLinear(nn.Module):
 
 
 class _ScaleGradient(torch.autograd.Function):
-    """Identity forward; gradient × scale backward."""
+    """Identity forward; gradient × scale backward (functorch style, so it works under torch.func.vmap)."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, scale: float) -> torch.Tensor:
-        ctx.scale = scale
+    def forward(x: torch.Tensor, scale: float) -> torch.Tensor:
         return x.view_as(x)
+
+    @staticmethod
+    def setup_context(ctx, inputs: tuple[torch.Tensor, float], output: torch.Tensor) -> None:
+        ctx.scale = inputs[1]
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
@@ -218,16 +223,24 @@ def double_dqn_target(online_next_log_probs: torch.Tensor, target_next_log_probs
     return project_distribution(next_probs, returns, discounts, z)
 
 
+def c51_cross_entropy(log_probs: torch.Tensor, actions: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
+    """Per-sample C51 cross-entropy ℓ_b = −Σ_i m_{b,i} log p_i(s_b, a_b) (gradient only into log_probs).
+
+    Args: log_probs [B, A, atoms] (online net at s_t); actions [B] long; target_probs [B, atoms]. Returns: ℓ [B].
+    """
+    rows = torch.arange(actions.shape[0], device=actions.device)  # [B]
+    chosen = log_probs[rows, actions]  # [B, atoms]
+    return -(target_probs.detach() * chosen).sum(dim=1)  # [B]
+
+
 def c51_loss(log_probs: torch.Tensor, actions: torch.Tensor, target_probs: torch.Tensor,
              weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Importance-weighted C51 cross-entropy: ℓ_b = −Σ_i m_{b,i} log p_i(s_b, a_b); loss = mean_b(w_b ℓ_b).
+    """Importance-weighted C51 cross-entropy: loss = mean_b(w_b ℓ_b) with ℓ of `c51_cross_entropy`.
 
     Args: log_probs [B, A, atoms] (online net at s_t); actions [B] long; target_probs [B, atoms]; weights [B].
     Returns: loss scalar (gradient only into log_probs); per_sample ℓ [B], detached (new PER priorities).
     """
-    rows = torch.arange(actions.shape[0], device=actions.device)  # [B]
-    chosen = log_probs[rows, actions]  # [B, atoms]
-    per_sample = -(target_probs.detach() * chosen).sum(dim=1)  # [B]
+    per_sample = c51_cross_entropy(log_probs, actions, target_probs)  # [B]
     loss = (weights.detach() * per_sample).mean()
     return loss, per_sample.detach()
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -23,6 +24,7 @@ from spirl.config import Params, RegimeParams
 from spirl.evaluation import eval_seeds, evaluate
 from spirl.io import atomic_path
 from spirl.mae import MaskedAutoencoder
+from spirl.multiseed import StackedAgents
 from spirl.networks import to_gray84
 from spirl.rainbow import linear_schedule
 from spirl.replay import PrioritizedReplay
@@ -110,13 +112,14 @@ class TrainingRun:
         self.env_factory = env_factory or (lambda seed, mode: make_env(key.game, seed, mode, params.atari))
         self.env: AtariEnv = self.env_factory(key.stream("env"), "train")
         self.rng = np.random.Generator(np.random.PCG64(key.stream("actions")))
+        self.replay_rng = np.random.Generator(np.random.PCG64(key.stream("replay")))  # PER sampling draws
         net = build_qnetwork(spec, params.agent, self.env.n_actions, params.atari.frame_stack,
                              torch.Generator().manual_seed(key.stream("init")))
         self.agent = Agent(net, params.agent, params.train, device, torch.Generator().manual_seed(key.stream("noise")))
         self.replay = PrioritizedReplay(
             self.regime.replay_capacity_transitions, spec.shape, spec.dtype, params.atari.frame_stack,
             params.train.multi_step, params.train.discount, params.replay.priority_exponent,
-            params.replay.new_priority, np.random.Generator(np.random.PCG64(key.stream("replay"))))
+            params.replay.new_priority, self.replay_rng)
         self.state = RunState()
         self.clock = Stopwatch()
         self.learn_start = params.train.learn_start_env_steps
@@ -129,28 +132,20 @@ class TrainingRun:
         self.online_steps = self.regime.total_env_steps - (params.train.learn_start_env_steps if prefill is not None
                                                            else 0)
 
-    # --- acting -----------------------------------------------------------------------------------
+    # --- one environment step, in phases (spirl.train.step_group runs them for a group of seeds) ---------
 
-    def _new_episode(self) -> None:
-        with self.clock("env"):
-            self.env.reset()
-        with self.clock("represent"):
-            rep = self.represent(self.env.frame[None])[0]
-        self.state.stack = np.zeros((self.params.atari.frame_stack, *self.spec.shape), self.spec.dtype)
-        self.state.stack[-1] = rep
-
-    def _choose(self) -> int:
+    def random_action(self) -> int | None:
+        """The warm-up's uniform random action (epsilon = 1 before learning starts), else None (the agent acts)."""
         if self.state.env_step < self.learn_start:
-            return int(self.rng.integers(self.env.n_actions))  # epsilon = 1 before learning starts
-        with self.clock("act"):
-            return int(self.agent.act(torch.from_numpy(self.state.stack[None]))[0])
+            return int(self.rng.integers(self.env.n_actions))
+        return None
 
-    def env_step(self) -> None:
-        """Act, store the transition, learn when due, and log the episode when it ends."""
+    def advance(self, action: int) -> None:
+        """Step the env with `action`, store the transition, and on an episode's end log it and reset the env.
+
+        After an episode ends the stack is dropped (None): `observe` then starts a fresh one from the reset frame.
+        """
         s = self.state
-        if s.stack is None:
-            self._new_episode()
-        action = self._choose()
         with self.clock("env"):
             _, reward, terminated, truncated, info = self.env.step(action)
         done = terminated or truncated
@@ -161,24 +156,29 @@ class TrainingRun:
         s.episode_length += 1
         if done:
             self._log_episode()
-            self._new_episode()
-        else:
-            with self.clock("represent"):
-                s.stack = np.concatenate([s.stack[1:], self.represent(self.env.frame[None])])
-        if s.env_step > self.learn_start and (s.env_step - self.learn_start) % self.regime.env_steps_per_update == 0:
-            self._learn()
+            with self.clock("env"):
+                self.env.reset()
+            s.stack = None
 
-    def _learn(self) -> None:
-        beta = linear_schedule(self.state.env_step, self.params.replay.priority_weight_start, 1.0,
-                               self.online_steps)
-        with self.clock("replay"):
-            batch = self.replay.sample(self.params.train.batch_size, beta)
-        indices = batch.pop("indices")
-        with self.clock("learn"):
-            loss, priorities = self.agent.learn(batch)
-        with self.clock("replay"):
-            self.replay.update_priorities(indices, priorities)
-        self.state.losses.append(loss)
+    def observe(self, rep: np.ndarray) -> None:
+        """Push the representation of the env's current frame: onto the stack, or as a fresh [0, .., 0, rep]."""
+        if self.state.stack is None:
+            self.state.stack = np.zeros((self.params.atari.frame_stack, *self.spec.shape), self.spec.dtype)
+            self.state.stack[-1] = rep
+        else:
+            self.state.stack = np.concatenate([self.state.stack[1:], rep[None]])
+
+    def learn_due(self) -> bool:
+        s = self.state
+        return s.env_step > self.learn_start and (s.env_step - self.learn_start) % self.regime.env_steps_per_update == 0
+
+    def beta(self) -> float:
+        """PER importance-sampling exponent, annealed linearly to 1 over the online steps."""
+        return linear_schedule(self.state.env_step, self.params.replay.priority_weight_start, 1.0, self.online_steps)
+
+    def env_step(self) -> None:
+        """One step of this run alone (a group of one): act, store, learn when due."""
+        step_group([self], SingleLearner(self.agent), self.represent, self.clock)
 
     def _log_episode(self) -> None:
         s = self.state
@@ -214,7 +214,8 @@ class TrainingRun:
     def save(self, path: Path) -> None:
         """Everything needed to continue exactly, written atomically."""
         state = {"key": self.key, "agent": self.agent.state_dict(), "replay": self.replay.state_dict(),
-                 "env": self.env.get_state(), "rng": self.rng.bit_generator.state, "run": self.state,
+                 "env": self.env.get_state(), "rng": self.rng.bit_generator.state,
+                 "replay_rng": self.replay_rng.bit_generator.state, "run": self.state,
                  "learn_start": self.learn_start}
         with atomic_path(path) as tmp:
             torch.save(state, tmp)
@@ -224,31 +225,144 @@ class TrainingRun:
         if not path.is_file():
             return False
         state = torch.load(path, map_location="cpu", weights_only=False)
-        if state["key"] != self.key:
+        if state["key"] != self.key or "replay_rng" not in state:  # another run's, or from before PER draws were saved
             return False
         self.agent.load_state_dict(state["agent"])
         self.replay.load_state_dict(state["replay"])
         self.env.set_state(state["env"])
         self.rng.bit_generator.state = state["rng"]
+        self.replay_rng.bit_generator.state = state["replay_rng"]
         self.state, self.learn_start = state["run"], state["learn_start"]
         return True
 
 
-def run_training(run: TrainingRun, checkpoint: Path | None, checkpoint_every: int,
-                 on_step: Callable[[], None] | None = None, log: Callable[[str], None] = print) -> dict[str, float]:
-    """Train to the regime's end with evaluations and periodic checkpoints (none if `checkpoint` is None).
+class Learner(Protocol):
+    """The agents of a group of runs, seen as one: act on [S, B, ...] stacks, learn from S batches at once."""
 
+    def act(self, stacks: np.ndarray) -> np.ndarray:
+        """Greedy noisy actions [S, B] for stacks [S, B, F, *frame shape]."""
+
+    def learn(self, batches: Sequence[dict[str, np.ndarray]]) -> tuple[list[float], list[np.ndarray]]:
+        """One update of every seed on its own batch; returns per-seed losses and new priorities [B]."""
+
+    def sync(self) -> None:
+        """Bring each run's own Agent up to date (before an evaluation, a checkpoint or the outputs)."""
+
+
+class SingleLearner:
+    """A group of one seed: its Agent, unchanged."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+
+    def act(self, stacks: np.ndarray) -> np.ndarray:
+        return self.agent.act(torch.from_numpy(stacks[0]))[None]
+
+    def learn(self, batches: Sequence[dict[str, np.ndarray]]) -> tuple[list[float], list[np.ndarray]]:
+        (batch,) = batches
+        loss, priorities = self.agent.learn(batch)
+        return [loss], [priorities]
+
+    def sync(self) -> None:
+        pass
+
+
+def _observe_all(runs: Sequence[TrainingRun], represent: Represent, clock: Stopwatch) -> None:
+    """Represent every run's current frame in one batch and push it onto its stack."""
+    with clock("represent"):
+        reps = represent(np.stack([run.env.frame for run in runs]))
+    for run, rep in zip(runs, reps, strict=True):
+        run.observe(rep)
+
+
+def step_group(runs: Sequence[TrainingRun], learner: Learner, represent: Represent, clock: Stopwatch) -> None:
+    """One environment step of every run of a lock-stepped group: act, store, see the new frame, learn when due.
+
+    The runs share a variant, regime and game (so one `represent`) and their env step; each keeps its own env,
+    replay, action RNG and agent. Frames of all runs are represented in one batch, actions chosen in one batch.
+    """
+    fresh = [run for run in runs if run.state.stack is None]
+    if fresh:  # the first step: reset the envs and see their first frames
+        for run in fresh:
+            with clock("env"):
+                run.env.reset()
+        _observe_all(fresh, represent, clock)
+    random = [run.random_action() for run in runs]
+    if random[0] is None:
+        with clock("act"):
+            actions = learner.act(np.stack([run.state.stack for run in runs])[:, None])[:, 0]
+    else:
+        actions = random
+    for run, action in zip(runs, actions, strict=True):
+        run.advance(int(action))
+    _observe_all(runs, represent, clock)
+    if runs[0].learn_due():
+        with clock("replay"):
+            batches = [run.replay.sample(run.params.train.batch_size, run.beta()) for run in runs]
+            indices = [batch.pop("indices") for batch in batches]
+        with clock("learn"):
+            losses, priorities = learner.learn(batches)
+        with clock("replay"):
+            for run, idx, loss, prio in zip(runs, indices, losses, priorities, strict=True):
+                run.replay.update_priorities(idx, prio)
+                run.state.losses.append(loss)
+
+
+def _checked_group(runs: Sequence[TrainingRun]) -> None:
+    if not runs:
+        raise ValueError("a training group needs at least one run")
+    first = runs[0]
+    for run in runs[1:]:
+        same = (run.key.variant, run.key.regime, run.key.game) == (first.key.variant, first.key.regime, first.key.game)
+        if not same or run.learn_start != first.learn_start or run.online_steps != first.online_steps:
+            raise ValueError(f"runs {first.key} and {run.key} cannot train together: a group shares variant, "
+                             "regime, game and schedule")
+    if len({run.key.seed for run in runs}) != len(runs):
+        raise ValueError(f"a group's seeds must differ, got {[run.key.seed for run in runs]}")
+
+
+def _after_step(run: TrainingRun, log: Callable[[str], None]) -> None:
+    if run.eval_due():
+        with run.clock("eval"):
+            point = run.evaluate()
+        log(f"{run.key}: eval at {point['env_step']}: mean return {np.mean(point['returns']):.1f}")
+
+
+def run_training(runs: Sequence[TrainingRun], checkpoints: Sequence[Path] | None, checkpoint_every: int,
+                 on_step: Callable[[], None] | None = None, log: Callable[[str], None] = print) -> dict[str, float]:
+    """Train a group of seeds in lock-step to the regime's end, with evaluations and checkpoints (one per run).
+
+    One seed trains with its own Agent; several with spirl.multiseed.StackedAgents (stacked parameters, one vmapped
+    update for all seeds). After a resume whose checkpoints stand at different env steps (a crash between
+    two of the group's checkpoint writes), the runs that lag catch up alone first.
     Returns: wall seconds of this process by part (env, represent, act, replay, learn, eval, checkpoint).
     """
-    while not run.done():
-        run.env_step()
-        if run.eval_due():
-            with run.clock("eval"):
-                point = run.evaluate()
-            log(f"eval at {point['env_step']}: mean return {np.mean(point['returns']):.1f}")
-        if checkpoint is not None and (run.state.env_step % checkpoint_every == 0 or run.done()):
-            with run.clock("checkpoint"):
-                run.save(checkpoint)
+    _checked_group(runs)
+    if checkpoints is not None and len(checkpoints) != len(runs):
+        raise ValueError(f"{len(runs)} runs need {len(runs)} checkpoint paths, got {len(checkpoints)}")
+    clock = runs[0].clock
+    for run in runs:
+        run.clock = clock
+    lead = max(run.state.env_step for run in runs)
+    for run in runs:  # catch-up after an uneven resume: each lagging run alone, as a group of one
+        while run.state.env_step < lead:
+            run.env_step()
+            _after_step(run, log)
+    agents = [run.agent for run in runs]
+    learner = SingleLearner(agents[0]) if len(runs) == 1 else StackedAgents(agents)
+    while not runs[0].done():
+        step_group(runs, learner, runs[0].represent, clock)
+        if runs[0].eval_due() or (checkpoints is not None and
+                                  (runs[0].state.env_step % checkpoint_every == 0 or runs[0].done())):
+            learner.sync()
+        for run in runs:
+            _after_step(run, log)
+        if checkpoints is not None and (runs[0].state.env_step % checkpoint_every == 0 or runs[0].done()):
+            with clock("checkpoint"):
+                for run, path in zip(runs, checkpoints, strict=True):
+                    run.save(path)
         if on_step is not None:
             on_step()
-    return dict(run.clock.seconds)
+    learner.sync()
+    return dict(clock.seconds)
+

@@ -45,18 +45,18 @@ def snakemake_plan(profile: str, cwd: Path = ROOT, targets: tuple[str, ...] = ()
     return jobs
 
 
-def dvc_plan(profile: str) -> dict[frozenset, dict]:
+def dvc_plan(profile: str, root: Path = ROOT) -> dict[frozenset, dict]:
     """Stages of the profile's DVC file keyed by their output set: name, deps, params, command."""
     from dvc.dependency.param import ParamsDependency
     from dvc.repo import Repo
 
-    target = ROOT / dvc_file(profile)
+    target = root / dvc_file(profile)
     stages: dict[frozenset, dict] = {}
-    with Repo(str(ROOT)) as repo:
+    with Repo(str(root)) as repo:
         for stage in repo.index.stages:
             if Path(stage.dvcfile.path).resolve() != target.resolve():
                 continue
-            rel = lambda p: os.path.relpath(p, ROOT)  # noqa: E731
+            rel = lambda p: os.path.relpath(p, root)  # noqa: E731
             deps = {rel(d.fs_path) for d in stage.deps if not isinstance(d, ParamsDependency)}
             params = {rel(d.fs_path): set(d.params) for d in stage.deps if isinstance(d, ParamsDependency)}
             outputs = frozenset(rel(o.fs_path) for o in stage.outs)
@@ -120,6 +120,43 @@ def test_table2_plans_exactly_the_runs_table2_needs():
     assert len(needed) == 4 * (10 + 5 + 5 + 5)  # DE-Rainbow 10 seeds; DE-Rainbow-P, SPIRL 100K and 400K 5 each
     assert {j["rule"] for j in smk.values()} == {"collect", "pretrain_mae", "estimate_mr", "train", "table",
                                                  "publish"}
+
+
+def test_seeds_per_job_groups_consecutive_seeds_into_one_job(tmp_path):
+    """runtime.seeds_per_job: 4 on the paper profile: Tab. 2's 100 runs become 36 jobs (10 seeds: 0-3, 4-7, 8-9;
+    5 seeds: 0-3, 4-4), each writing its seeds' usual files; Snakemake and DVC plan the same jobs."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    for name in ["Snakefile", "params.yaml", "dvc.yaml"]:
+        shutil.copy(ROOT / name, root / name)
+    for name in ["workflow", "src", "conf", "profiles", "pipelines", "data/reference"]:
+        shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    text = (root / "params.yaml").read_text()
+    (root / "params.yaml").write_text(re.sub(r"seeds_per_job: 1 ", "seeds_per_job: 4 ", text))
+    assert _run([str(BIN / "dvc"), "init", "--no-scm", "-q"], cwd=root).returncode == 0
+    proc = _run([sys.executable, "src/sync_dvc_yaml.py"], cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    smk = snakemake_plan("full", cwd=root, targets=("results/table2.csv",))
+    train = [j for j in smk.values() if j["rule"].startswith("train")]
+    assert len(train) == 4 * (3 + 3 * 2)
+    assert {j["rule"] for j in train} == {"train_seeds_0_3", "train_seeds_4_7", "train_seeds_8_9", "train_seeds_4_4"}
+    runs = set()
+    for job in train:
+        words = job["cmd"].split()
+        option = lambda name, w=words: w[w.index(name) + 1:next(  # noqa: E731
+            (i for i in range(w.index(name) + 1, len(w)) if w[i].startswith("--")), len(w))]
+        seeds, evals = option("--seed"), option("--out-eval")
+        (variant,), (regime,), (game,) = option("--variant"), option("--regime"), option("--game")
+        assert len(seeds) in (1, 2, 4) and option("--work") == [f"work/full/runs/{variant}/{regime}/{game}/{s}"
+                                                                  for s in seeds]
+        assert evals == [f"results/full/runs/{variant}/{regime}/{game}/{s}/eval.json" for s in seeds]
+        runs |= {(variant, regime, game, s) for s in seeds}
+    params = load_params([ROOT / f for f in param_files("full")])
+    assert runs == {tuple(r.values()) for r in table_runs(params, "table2")}
+    dvc = dvc_plan("full", root)
+    for outputs, job in smk.items():
+        if job["rule"].startswith("train"):
+            assert dvc[outputs]["cmd"] == job["cmd"] and dvc[outputs]["deps"] == job["inputs"]
 
 
 def test_outputs_are_namespaced_per_profile():

@@ -67,7 +67,7 @@ def test_agent_reaches_90_percent_of_the_optimal_return(variant):
     torch.manual_seed(0)
     run = TrainingRun(RunKey(variant, "100k", "Cue", 0), params, spec, represent, torch.device("cpu"),
                       env_factory=CueEnv)
-    run_training(run, checkpoint=None, checkpoint_every=10**9, log=lambda message: None)
+    run_training([run], checkpoints=None, checkpoint_every=10**9, log=lambda message: None)
     (point,) = run.state.evals
     assert np.mean(point["returns"]) >= 0.9 * EPISODE, point["returns"]
     assert all(point["finished"])

@@ -89,3 +89,34 @@ def test_killed_run_resumes_to_identical_bytes(inputs, tmp_path):
     resumed = run(inputs, out, "de_rainbow")
     assert resumed == straight
     assert json.loads((out / "run.json").read_text())["resumed"] is True
+
+
+def test_seeds_in_one_job_write_the_files_of_single_seed_jobs(inputs, tmp_path):
+    """`--seed 0 1` (runtime.seeds_per_job): each seed's files as its own job's, to float tolerance for weights."""
+    alone = {seed: tmp_path / f"alone{seed}" for seed in (0, 1)}
+    for seed, out in alone.items():
+        cmd = command(inputs, out, "de_rainbow")
+        cmd[cmd.index("--seed") + 1] = str(seed)
+        proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONHASHSEED": "0"}, capture_output=True,
+                              text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    group = [tmp_path / "group0", tmp_path / "group1"]
+    cmd = command(inputs, group[0], "de_rainbow")
+    cmd[cmd.index("--seed") + 1:cmd.index("--seed") + 2] = ["0", "1"]
+    for option in ("--work", *(f"--out-{name}" for name in ("eval", "progress", "run", "weights"))):
+        i = cmd.index(option)
+        cmd[i + 1:i + 2] = [cmd[i + 1], cmd[i + 1].replace(str(group[0]), str(group[1]))]
+    proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONHASHSEED": "0"}, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for seed, out in enumerate(group):
+        assert (out / "eval.json").read_bytes() == (alone[seed] / "eval.json").read_bytes()
+        record = json.loads((out / "run.json").read_text())
+        assert record["job"]["seeds"] == [0, 1] and record["wildcards"]["seed"] == seed
+        assert record["wall_time_s"] == pytest.approx(record["job"]["wall_time_s"] / 2, abs=1e-3)
+        with np.load(out / "weights.npz") as got, np.load(alone[seed] / "weights.npz") as want:
+            for name in want.files:
+                np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-5)
+    with pytest.raises(subprocess.CalledProcessError):  # one output path per seed, or a clear refusal
+        subprocess.run(cmd[:cmd.index("--work") + 2] + cmd[cmd.index("--work") + 3:], cwd=ROOT, check=True,
+                       capture_output=True, timeout=120)

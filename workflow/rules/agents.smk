@@ -1,26 +1,59 @@
-# SPEC §7-§10: one training + evaluation job per (variant, regime, game, seed) that a table needs.
+# SPEC §7-§10: the training + evaluation jobs that the tables need: one per (variant, regime, game, seed), or with
+# runtime.seeds_per_job = S > 1 one per S consecutive seeds of a (variant, regime, game), trained in one process.
 
 
-def train_job(wildcards):
-    """The run's job: its inputs depend on the variant (MAE and mr for spirl, frames for a pre-fill)."""
+def train_job(wildcards, seeds=None):
+    """The job: its inputs depend on the variant (MAE and mr for spirl, frames for a pre-fill)."""
     wc = dict(wildcards)
-    names = pipeline.train_input_names(PARAMS, wc["variant"])
-    return pipeline.Job(pipeline.TRAIN, PROFILE, wc, GAMES, names)
+    if seeds is not None:
+        wc["seed"] = pipeline.seed_group_label(seeds)
+    return pipeline.train_job(PARAMS, wc)
 
 
-rule train:
-    input:
-        unpack(lambda wc: train_job(wc).inputs),
-        code=pipeline.TRAIN.code,
-    output:
-        **stage_job(pipeline.TRAIN).outputs,
-    log:
-        stage_job(pipeline.TRAIN).log,
-    params:
-        cmd=lambda wc: train_job(wc).cmd,
-        sections=lambda wc: pipeline.section_values(PARAMS, pipeline.TRAIN, dict(wc)),
-    threads: PARAMS.runtime.torch_threads
-    resources:
-        gpu=GPU,
-    shell:
-        "{params.cmd}"
+if PARAMS.runtime.seeds_per_job == 1:
+
+    rule train:
+        input:
+            unpack(lambda wc: train_job(wc).inputs),
+            code=pipeline.TRAIN.code,
+        output:
+            **stage_job(pipeline.TRAIN).outputs,
+        log:
+            stage_job(pipeline.TRAIN).log,
+        params:
+            cmd=lambda wc: train_job(wc).cmd,
+            sections=lambda wc: pipeline.section_values(PARAMS, pipeline.TRAIN, dict(wc)),
+        threads: PARAMS.runtime.torch_threads
+        resources:
+            gpu=GPU,
+        shell:
+            "{params.cmd}"
+
+else:
+    # One rule per seed group (e.g. seeds 0-4), its outputs every seed's files; {variant} is constrained to
+    # the variants trained in that group, so exactly one rule makes each run's files.
+    for _seeds, _variants in pipeline.seed_groups(PARAMS).items():
+        _template = {w: "{" + w + "}" for w in ("variant", "regime", "game")}
+        _group = pipeline.Job(pipeline.TRAIN, PROFILE, {**_template, "seed": pipeline.seed_group_label(_seeds)},
+                              seeds=_seeds)
+
+        rule:
+            name:
+                f"train_seeds_{pipeline.seed_group_label(_seeds).replace('-', '_')}"
+            input:
+                unpack(lambda wc, seeds=_seeds: train_job(wc, seeds).inputs),
+                code=pipeline.TRAIN.code,
+            output:
+                **_group.outputs,
+            log:
+                _group.log,
+            wildcard_constraints:
+                variant="|".join(_variants),
+            params:
+                cmd=lambda wc, seeds=_seeds: train_job(wc, seeds).cmd,
+                sections=lambda wc: pipeline.section_values(PARAMS, pipeline.TRAIN, dict(wc)),
+            threads: PARAMS.runtime.torch_threads
+            resources:
+                gpu=GPU,
+            shell:
+                "{params.cmd}"

@@ -1,0 +1,130 @@
+"""Several seeds in one process (runtime.seeds_per_job): the same actions, losses, evaluations and weights as running
+the seeds one by one, to float tolerance, over the first few hundred updates; and an uneven resume catches up."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from test_learning import SIZE, CueEnv, cue_embeddings
+
+from spirl.agent import frame_spec
+from spirl.config import REPO_ROOT, load_params, resolve_variant
+from spirl.train import RunKey, TrainingRun, make_represent, run_training
+
+STEPS, LEARN_START, SEEDS = 340, 40, (0, 1, 2)  # 300 updates per seed
+
+
+class RecordingCueEnv(CueEnv):
+    """CueEnv that keeps every action it is given."""
+
+    def __init__(self, seed: int, mode: str) -> None:
+        super().__init__(seed, mode)
+        self.actions: list[int] = []
+
+    def step(self, action: int):
+        self.actions.append(int(action))
+        return super().step(action)
+
+    def get_state(self) -> dict:
+        return {"rng": self.rng.bit_generator.state, "t": self.t, "cue": self.cue, "frame": self.frame.copy()}
+
+    def set_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.t, self.cue, self.frame = state["t"], state["cue"], state["frame"].copy()
+
+
+def setup(variant: str, steps: int = STEPS):
+    params = resolve_variant(load_params([REPO_ROOT / "params.yaml"]), variant)
+    train = dataclasses.replace(
+        params.train, multi_step=3, lr=1e-3, learn_start_env_steps=LEARN_START, target_update_updates=50,
+        batch_size=8, regimes={"100k": dataclasses.replace(params.train.regimes["100k"], total_env_steps=steps,
+                                                           replay_capacity_transitions=steps,
+                                                           eval_every_env_steps=steps // 2)})
+    params = dataclasses.replace(params, train=train, eval=dataclasses.replace(params.eval, n_envs=2),
+                                 atari=dataclasses.replace(params.atari, frame_size_px=SIZE))
+    base = params.experiment.variants[variant].base
+    spec = frame_spec(base, params.agent, 4, 64, SIZE, params.replay.embedding_dtype)
+    represent = (lambda f: cue_embeddings(f, 4)) if base == "spirl" else make_represent(spec, params, None, 0, None)
+
+    def make(seed: int) -> TrainingRun:
+        return TrainingRun(RunKey(variant, "100k", "Cue", seed), params, spec, represent, torch.device("cpu"),
+                           env_factory=RecordingCueEnv)
+    return make
+
+
+def outcome(run: TrainingRun) -> dict:
+    return {"actions": run.env.actions, "progress": run.state.progress, "evals": run.state.evals,
+            "updates": run.agent.updates, "weights": {k: v.clone() for k, v in run.agent.online.state_dict().items()},
+            "adam": run.agent.optimizer.state_dict()["state"]}
+
+
+def assert_close(a: dict, b: dict) -> None:
+    assert a["updates"] == b["updates"] == STEPS - LEARN_START
+    assert a["actions"] == b["actions"]  # every action of the run, the greedy ones included
+    assert [p["return_raw"] for p in a["progress"]] == [p["return_raw"] for p in b["progress"]]
+    np.testing.assert_allclose([p["loss_mean"] for p in a["progress"]], [p["loss_mean"] for p in b["progress"]],
+                               rtol=1e-4, atol=1e-6)
+    assert [(e["env_step"], e["returns"]) for e in a["evals"]] == [(e["env_step"], e["returns"]) for e in b["evals"]]
+    for name, value in a["weights"].items():
+        torch.testing.assert_close(value, b["weights"][name], rtol=1e-4, atol=1e-5)
+    for index, entry in a["adam"].items():
+        for name, value in entry.items():
+            torch.testing.assert_close(value, b["adam"][index][name], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("variant", ["spirl", "de_rainbow"])
+def test_seeds_together_match_seeds_one_by_one(variant):
+    make = setup(variant)
+    alone = []
+    for seed in SEEDS:
+        run = make(seed)
+        run_training([run], checkpoints=None, checkpoint_every=10**9, log=lambda message: None)
+        alone.append(outcome(run))
+    group = [make(seed) for seed in SEEDS]
+    run_training(group, checkpoints=None, checkpoint_every=10**9, log=lambda message: None)
+    for run, reference in zip(group, alone, strict=True):
+        assert_close(outcome(run), reference)
+    # the seeds really differ (each has its own envs, noise and initialisation)
+    assert alone[0]["actions"] != alone[1]["actions"]
+
+
+class Stop(Exception):
+    pass
+
+
+def test_uneven_resume_catches_up_and_matches(tmp_path):
+    """A crash between two of a group's checkpoint writes: seed 1 resumes 100 steps behind seed 0 and catches up."""
+    make = setup("spirl")
+    paths = [tmp_path / f"seed{seed}.pt" for seed in SEEDS[:2]]
+    for seed, stop_at in ((0, 200), (1, 100)):
+        run = make(seed)
+
+        def stop(run=run, stop_at=stop_at):
+            if run.state.env_step == stop_at:
+                raise Stop
+
+        with pytest.raises(Stop):
+            run_training([run], checkpoints=[paths[seed]], checkpoint_every=100, on_step=stop, log=lambda m: None)
+    group = [make(seed) for seed in SEEDS[:2]]
+    assert [run.load(path) for run, path in zip(group, paths, strict=True)] == [True, True]
+    assert [run.state.env_step for run in group] == [200, 100]
+    run_training(group, checkpoints=paths, checkpoint_every=100, log=lambda message: None)
+    for seed, run in zip(SEEDS[:2], group, strict=True):
+        reference = make(seed)
+        run_training([reference], checkpoints=None, checkpoint_every=10**9, log=lambda message: None)
+        got, want = outcome(run), outcome(reference)
+        got["actions"] = want["actions"][: len(want["actions"]) - len(got["actions"])] + got["actions"]
+        assert_close(got, want)
+
+
+def test_a_group_rejects_runs_that_cannot_train_together():
+    make_spirl, make_der = setup("spirl"), setup("de_rainbow")
+    with pytest.raises(ValueError, match="cannot train together"):
+        run_training([make_spirl(0), make_der(1)], checkpoints=None, checkpoint_every=10**9)
+    with pytest.raises(ValueError, match="seeds must differ"):
+        run_training([make_spirl(0), make_spirl(0)], checkpoints=None, checkpoint_every=10**9)
+    with pytest.raises(ValueError, match="checkpoint paths"):
+        run_training([make_spirl(0), make_spirl(1)], checkpoints=[REPO_ROOT / "x.pt"], checkpoint_every=10)
