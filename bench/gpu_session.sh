@@ -19,7 +19,7 @@ case "${1:-}" in
     python bench/env.py --games $game --out $res/env-$tag.json
     python bench/pretrain.py --out $res/pretrain-$tag.json
     python bench/saliency.py --game $game --out $res/saliency-$tag.json
-    python bench/learner.py --game $game --out $res/learner-$tag.json
+    python bench/learner.py --game $game --seeds-per-job 5 --out $res/learner-$tag.json
     keep $res/env-$tag.json $res/pretrain-$tag.json $res/saliency-$tag.json $res/learner-$tag.json ;;
   mae)
     snakemake -j4 "$model" "$mr"
