@@ -12,6 +12,7 @@ so checkpoints and outputs are those of single-seed jobs, and a group can resume
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -20,6 +21,11 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from spirl.agent import Agent
 from spirl.rainbow import c51_cross_entropy, double_dqn_target, expected_q
+
+# torch 2.13 has no vmap batching rule for scaled_dot_product_attention: it runs seed by seed inside the stacked
+# pass (correct, slower; README "Several seeds per job"). Said once here instead of warning in every job's log.
+warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented the "
+                        "batching rule for aten::_scaled_dot_product", category=UserWarning)
 
 # torch.nn.utils.clip_grad_norm_ adds this to the norm before dividing (clip_coef = max_norm / (norm + 1e-6)).
 CLIP_EPS = 1e-6

@@ -1,7 +1,8 @@
 """The whole DAG (every table, every figure, the report) from an empty workspace, with Snakemake and with DVC.
 
 In a scratch copy of the repo whose smoke overlay is shrunk further (one game, a 32-px frame, runs of
-60-80 env steps, one eval env) so both tools can build everything in CI minutes; `make smoke` runs the
+60-80 env steps, one eval env; two spirl seeds trained in one job, runtime.seeds_per_job: 2) so both tools
+can build everything in CI minutes; `make smoke` runs the
 real smoke profile. The checks:
 1. `snakemake -j2` builds every target from nothing, including results/table<N>.csv and the report;
 2. after the sync step (`dvc commit`), `dvc status` has nothing to do;
@@ -36,7 +37,7 @@ COPY_DIRS = ["workflow", "src", "conf", "profiles", "pipelines", ".dvc", "bench"
 TIMED = ("run.json", "table1.csv", "table1.md", "report.md")
 
 TINY = {
-    "experiment": {"games": ["Seaquest"]},
+    "experiment": {"games": ["Seaquest"], "variants": {"spirl": {"n_seeds": 2}}},  # spirl: seeds 0-1 in one job
     "atari": {"frame_size_px": 32, "max_episode_agent_steps": 30},
     "collect": {"frames_per_game": {"Seaquest": 200}},
     "mae": {"epochs": 1, "warmup_epochs": 0},
@@ -47,6 +48,7 @@ TINY = {
                                    "eval_every_env_steps": 40}}},
     "eval": {"n_envs": 1},
     "report": {"bootstrap_reps": 50, "fig2_frames": 1, "fig3_frames": 2, "fig6_frames": 1},
+    "runtime": {"seeds_per_job": 2},
 }
 
 
@@ -111,6 +113,8 @@ def test_whole_smoke_dag_with_both_tools(repo):
     report = (repo / "reports/smoke/report.md").read_text()
     assert "## Tables" in report and "fig6/Seaquest.png" in report and "not complete" not in report
     by_snakemake = _digests(repo, outputs)
+    record = yaml.safe_load((repo / "results/smoke/runs/spirl/400k/Seaquest/1/run.json").read_text())
+    assert record["job"]["seeds"] == [0, 1]  # runtime.seeds_per_job: 2 trained spirl's two seeds in one job
 
     # 2. the sync step records Snakemake's outputs in DVC's lock: DVC has nothing to do
     _run([dvc, "commit", "-f", pipeline], repo)
@@ -126,7 +130,7 @@ def test_whole_smoke_dag_with_both_tools(repo):
     # paper profile's dvc.yaml owns), neither tool has anything to do
     _run([*smk[:1], "-j1", "--touch", *smk[2:]], repo)
     ran = _run([*smk[:1], "-j1", *smk[2:]], repo)
-    assert "rule publish:" in ran and "rule train:" not in ran and "rule table:" not in ran
+    assert "rule publish:" in ran and "rule train" not in ran and "rule table:" not in ran
     assert "Nothing to be done" in _run([*smk[:1], "-n", *smk[2:]], repo)
     assert "up to date" in _run([dvc, "status", pipeline], repo)
 
@@ -134,6 +138,6 @@ def test_whole_smoke_dag_with_both_tools(repo):
     smoke = repo / "conf" / "smoke.yaml"
     smoke.write_text(smoke.read_text().replace("bootstrap_reps: 50", "bootstrap_reps: 60"))
     plan = _run([*smk[:1], "-n", *smk[2:]], repo)
-    assert "rule table:" in plan and "rule train:" not in plan and "rule collect:" not in plan
+    assert "rule table:" in plan and "rule train" not in plan and "rule collect:" not in plan
     status = _run([dvc, "status", pipeline], repo)
     assert "changed deps" in status and "table-table2" in status and "train-" not in status
