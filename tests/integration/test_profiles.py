@@ -10,6 +10,7 @@ import functools
 import importlib.util
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -28,14 +29,15 @@ PAPER_TABLE2 = {"collect": 4, "pretrain_mae": 4, "estimate_mr": 4, "train": 100,
 
 
 @functools.cache
-def dry_run(profile: str, *targets: str, smoke: bool = False) -> tuple[Counter, tuple[tuple[str, dict], ...]]:
+def dry_run(profile: str, *targets: str, smoke: bool = False, cwd: Path = ROOT
+            ) -> tuple[Counter, tuple[tuple[str, dict], ...]]:
     """`snakemake --workflow-profile profiles/<profile> -n --forceall [targets]`: job stats, (rule, resources)."""
     if profile == "slurm":
         assert importlib.util.find_spec("snakemake_executor_plugin_slurm"), "pip install -e '.[dev]' (SLURM plugin)"
     args = [str(BIN / "snakemake"), "--workflow-profile", f"profiles/{profile}", "-n", "--forceall", *targets]
     if smoke:
         args += ["--configfile", "conf/smoke.yaml"]  # after the targets: --configfile takes several files
-    proc = subprocess.run(args, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(args, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     table = re.search(r"^Job stats:\njob +count\n[- ]+\n(.*?)^total +(\d+)$", out, flags=re.M | re.S)
@@ -98,6 +100,23 @@ def test_slurm_profile_gives_every_job_a_partition_wall_time_memory_and_cpus():
         assert int(res["runtime"]) >= (1440 if rule == "train" else 60), (rule, res)
         assert int(res["mem_mb"]) >= (32000 if torch_job else 8000), (rule, res)
         assert res["cpus_per_task"] == "1", (rule, res)  # the rule's threads: runtime.torch_threads = 1
+
+
+def test_slurm_resources_of_train_apply_to_every_seed_group_rule(tmp_path):
+    """runtime.seeds_per_job: 4 makes one rule per seed group; each still gets `train`'s SLURM resources."""
+    for name in ["Snakefile", "params.yaml"]:
+        shutil.copy(ROOT / name, tmp_path / name)
+    for name in ["workflow", "src", "conf", "profiles", "data/reference"]:
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    text = (tmp_path / "params.yaml").read_text()
+    (tmp_path / "params.yaml").write_text(text.replace("seeds_per_job: 1 ", "seeds_per_job: 4 "))
+    stats, jobs = dry_run("slurm", "results/table2.csv", cwd=tmp_path)
+    groups = {rule: n for rule, n in stats.items() if rule.startswith("train")}
+    assert groups == {"train_seeds_0_3": 16, "train_seeds_4_7": 4, "train_seeds_8_9": 4, "train_seeds_4_4": 12}
+    for rule, res in jobs:
+        if rule.startswith("train"):
+            assert (res["slurm_partition"], res["gpu"], res["runtime"], res["mem_mb"]) == ("gpu", "1", "1440",
+                                                                                          "32000"), (rule, res)
 
 
 def test_workstation_profile_bounds_gpu_jobs_by_a_gpu_resource():

@@ -31,7 +31,11 @@ if PARAMS.runtime.seeds_per_job == 1:
 
 else:
     # One rule per seed group (e.g. seeds 0-4), its outputs every seed's files; {variant} is constrained to
-    # the variants trained in that group, so exactly one rule makes each run's files.
+    # the variants trained in that group, so exactly one rule makes each run's files. A workflow profile's
+    # set-resources for `train` (profiles/slurm: partition, GPU, wall time, memory) apply to every group rule.
+    _settings = getattr(workflow, "resource_settings", None)
+    _train_set = getattr(_settings, "overwrite_resources", {}).get("train", {})  # Snakemake Resource objects
+    _train_resources = {"gpu": GPU, **{name: getattr(value, "raw", value) for name, value in _train_set.items()}}
     for _seeds, _variants in pipeline.seed_groups(PARAMS).items():
         _template = {w: "{" + w + "}" for w in ("variant", "regime", "game")}
         _group = pipeline.Job(pipeline.TRAIN, PROFILE, {**_template, "seed": pipeline.seed_group_label(_seeds)},
@@ -54,6 +58,6 @@ else:
                 sections=lambda wc: pipeline.section_values(PARAMS, pipeline.TRAIN, dict(wc)),
             threads: PARAMS.runtime.torch_threads
             resources:
-                gpu=GPU,
+                **_train_resources,
             shell:
                 "{params.cmd}"
