@@ -6,7 +6,8 @@ act, replay, learn, eval and checkpoint, as measured inside src/train_agent.py.
         --out bench/results/run-spirl-smoke-cpu.json
 
 The run goes to a temporary folder (no resume: a fresh run every time); --keep DIR keeps its eval.json,
-progress.csv and run.json.
+progress.csv and run.json. --seeds S trains seeds seed..seed+S-1 in one job (runtime.seeds_per_job); then
+wall_time_s is each seed's share of the job (job_wall_time_s the whole), and --keep keeps DIR/<seed>/.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--regime", required=True)
     parser.add_argument("--game", required=True)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, default=1, help="seeds trained together in the one job")
     parser.add_argument("--model", type=Path, default=None, help="the game's MAE (spirl variants)")
     parser.add_argument("--mr", type=Path, default=None, help="the game's mr.json (spirl variants)")
     parser.add_argument("--frames", type=Path, default=None, help="pre-training frames (replay pre-fill)")
@@ -38,30 +40,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, default=None,
                         help="folder to keep the run's eval.json, progress.csv and run.json in (e.g. for the report)")
     args = parser.parse_args(argv)
+    seeds = list(range(args.seed, args.seed + args.seeds))
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp)
+        folders = [Path(tmp) / str(seed) for seed in seeds]
         cmd = [sys.executable, "src/train_agent.py", "--params", *args.params, "--variant", args.variant,
-               "--regime", args.regime, "--game", args.game, "--seed", str(args.seed), "--work", str(out / "work")]
+               "--regime", args.regime, "--game", args.game, "--seed", *map(str, seeds),
+               "--work", *(str(f / "work") for f in folders)]
         for name, file in (("eval", "eval.json"), ("progress", "progress.csv"), ("run", "run.json"),
                            ("weights", "weights.npz")):
-            cmd += [f"--out-{name}", str(out / file)]
+            cmd += [f"--out-{name}", *(str(f / file) for f in folders)]
         for name, path in (("model", args.model), ("mr", args.mr), ("frames", args.frames)):
             if path is not None:
                 cmd += [f"--in-{name}", str(path)]
         subprocess.run(cmd, cwd=REPO_ROOT, env={**os.environ, "PYTHONHASHSEED": "0"}, check=True,
                        stderr=subprocess.DEVNULL)
-        record = json.loads((out / "run.json").read_text())
-        evals = json.loads((out / "eval.json").read_text())["points"]
+        record = json.loads((folders[0] / "run.json").read_text())
+        evals = [json.loads((f / "eval.json").read_text())["points"] for f in folders]
         if args.keep is not None:
-            args.keep.mkdir(parents=True, exist_ok=True)
-            for name in ("eval.json", "progress.csv", "run.json"):
-                shutil.copy(out / name, args.keep / name)
+            for seed, folder in zip(seeds, folders, strict=True):
+                keep = args.keep if len(seeds) == 1 else args.keep / str(seed)
+                keep.mkdir(parents=True, exist_ok=True)
+                for name in ("eval.json", "progress.csv", "run.json"):
+                    shutil.copy(folder / name, keep / name)
     emit_bench({"bench": "run", "settings": {"params": args.params, "variant": args.variant,
-                                             "regime": args.regime, "game": args.game, "seed": args.seed},
-                "wall_time_s": record["wall_time_s"], "timing_s": record["timing_s"],
-                "env_steps": record["online_env_steps"], "updates": record["updates"],
+                                             "regime": args.regime, "game": args.game, "seed": args.seed,
+                                             "seeds_per_job": len(seeds)},
+                "wall_time_s": record["wall_time_s"], "job_wall_time_s": record["job"]["wall_time_s"],
+                "timing_s": record["timing_s"], "env_steps": record["online_env_steps"], "updates": record["updates"],
                 "updates_per_s": record["updates_per_s"], "k_max": record["k_max"],
-                "eval_mean_returns": [sum(p["returns"]) / len(p["returns"]) for p in evals],
+                "eval_mean_returns": [[sum(p["returns"]) / len(p["returns"]) for p in points] for points in evals]
+                if len(seeds) > 1 else [sum(p["returns"]) / len(p["returns"]) for p in evals[0]],
                 "device": {"torch_device": record["device_used"]}}, args.out)
     return 0
 
