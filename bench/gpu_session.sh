@@ -4,6 +4,7 @@
 #   bash bench/gpu_session.sh mae     # Seaquest: frames, the 50-epoch MAE and mr (the real DAG jobs)
 #   bash bench/gpu_session.sh spirl   # one whole SPIRL 100K run on Seaquest, split into its parts
 #   bash bench/gpu_session.sh der     # one whole DE-Rainbow 100K run on Seaquest
+# A run not done after 9 minutes is stopped and reported as unfinished, with its pace extrapolated.
 # Results: bench/results/*-<tag>.json (tag = the GPU's name) and, if $OUT is set, copies there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +29,7 @@ case "${1:-}" in
   spirl | der)
     variant=$([ "$1" = spirl ] && echo spirl || echo de_rainbow)
     extra=$([ "$1" = spirl ] && echo "--model $model --mr $mr" || true)
-    python bench/run.py --variant $variant --regime 100k --game $game $extra \
+    python bench/run.py --variant $variant --regime 100k --game $game $extra --max-seconds 540 \
       --out $res/run-$variant-full-$tag.json --keep $res/run-$variant-100k-$game-$tag
     keep $res/run-$variant-full-$tag.json $res/run-$variant-100k-$game-$tag/eval.json ;;
   *) echo "usage: $0 micro|mae|spirl|der" >&2; exit 2 ;;

@@ -8,6 +8,8 @@ act, replay, learn, eval and checkpoint, as measured inside src/train_agent.py.
 The run goes to a temporary folder (no resume: a fresh run every time); --keep DIR keeps its eval.json,
 progress.csv and run.json. --seeds S trains seeds seed..seed+S-1 in one job (runtime.seeds_per_job); then
 wall_time_s is each seed's share of the job (job_wall_time_s the whole), and --keep keeps DIR/<seed>/.
+--max-seconds T stops a run that is not done after T seconds and reports how far it got (from its last
+checkpoint) and the whole run's time extrapolated from that pace, marked "finished": false.
 """
 
 from __future__ import annotations
@@ -19,10 +21,30 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from spirl.config import REPO_ROOT
 from spirl.runinfo import emit_bench
+
+
+def unfinished(args: argparse.Namespace, checkpoint: Path, elapsed_s: float) -> dict:
+    """The record of a run stopped at --max-seconds: steps reached at its last checkpoint, extrapolated time."""
+    import torch
+
+    from spirl.config import load_params, resolve_variant
+
+    regime = resolve_variant(load_params([Path(p) for p in args.params]), args.variant).train.regimes[args.regime]
+    reached = torch.load(checkpoint, map_location="cpu", weights_only=False)["run"].env_step if checkpoint.is_file() \
+        else 0
+    return {"bench": "run", "finished": False,
+            "settings": {"params": args.params, "variant": args.variant, "regime": args.regime, "game": args.game,
+                         "seed": args.seed, "seeds_per_job": args.seeds},
+            "stopped_after_s": elapsed_s, "env_steps_at_last_checkpoint": int(reached),
+            "env_steps": regime.total_env_steps,
+            "extrapolated_job_wall_time_s": elapsed_s * regime.total_env_steps / reached if reached else None,
+            "note": "stopped by --max-seconds; the extrapolation assumes the pace so far and leaves out the final "
+                    "evaluation", "device": {}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=None, help="the game's MAE (spirl variants)")
     parser.add_argument("--mr", type=Path, default=None, help="the game's mr.json (spirl variants)")
     parser.add_argument("--frames", type=Path, default=None, help="pre-training frames (replay pre-fill)")
+    parser.add_argument("--max-seconds", type=float, default=None, help="stop an unfinished run after this long")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--keep", type=Path, default=None,
                         help="folder to keep the run's eval.json, progress.csv and run.json in (e.g. for the report)")
@@ -52,8 +75,17 @@ def main(argv: list[str] | None = None) -> int:
         for name, path in (("model", args.model), ("mr", args.mr), ("frames", args.frames)):
             if path is not None:
                 cmd += [f"--in-{name}", str(path)]
-        subprocess.run(cmd, cwd=REPO_ROOT, env={**os.environ, "PYTHONHASHSEED": "0"}, check=True,
-                       stderr=subprocess.DEVNULL)
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env={**os.environ, "PYTHONHASHSEED": "0"},
+                                stderr=subprocess.DEVNULL)
+        try:
+            if proc.wait(timeout=args.max_seconds) != 0:
+                raise subprocess.CalledProcessError(proc.returncode, cmd)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            emit_bench(unfinished(args, folders[0] / "work" / "checkpoint.pt", time.perf_counter() - start), args.out)
+            return 0
         record = json.loads((folders[0] / "run.json").read_text())
         evals = [json.loads((f / "eval.json").read_text())["points"] for f in folders]
         if args.keep is not None:
