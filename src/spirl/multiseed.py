@@ -12,7 +12,6 @@ so checkpoints and outputs are those of single-seed jobs, and a group can resume
 from __future__ import annotations
 
 import copy
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -20,12 +19,8 @@ import torch
 from torch.func import functional_call, stack_module_state, vmap
 
 from spirl.agent import Agent
+from spirl.networks import TransformerBlock
 from spirl.rainbow import c51_cross_entropy, double_dqn_target, expected_q
-
-# torch 2.13 has no vmap batching rule for scaled_dot_product_attention: it runs seed by seed inside the stacked
-# pass (correct, slower; README "Several seeds per job"). Said once here instead of warning in every job's log.
-warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented the "
-                        "batching rule for aten::_scaled_dot_product", category=UserWarning)
 
 # torch.nn.utils.clip_grad_norm_ adds this to the norm before dividing (clip_coef = max_norm / (norm + 1e-6)).
 CLIP_EPS = 1e-6
@@ -74,6 +69,9 @@ class StackedAgents:
                 raise ValueError("the agents of a group must stand at the same update count on one device")
         self.device, self.support, self.train_params = first.device, first.support, first.train_params
         self.skeleton = copy.deepcopy(first.online).to("meta")  # structure only: functional_call supplies tensors
+        for module in self.skeleton.modules():  # attention that vmap can batch (networks._attention_weights)
+            if isinstance(module, TransformerBlock):
+                module.written_out_attention = True
         self.params, self.buffers = stack_module_state([a.online for a in self.agents])  # {name: [S, ...]}
         target_params, self.target_buffers = stack_module_state([a.target for a in self.agents])
         self.target_params = {k: v.detach() for k, v in target_params.items()}

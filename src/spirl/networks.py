@@ -47,12 +47,28 @@ def _init_layers(module: nn.Module, generator: torch.Generator | None) -> None:
             layer.bias.zero_()
 
 
+def _attention_weights(q: torch.Tensor, k: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+    """softmax(q kᵀ / √d) over the attended keys, written out: torch.func.vmap batches it over stacked seeds
+    (F.scaled_dot_product_attention has no vmap batching rule in torch 2.13), and Fig. 6 reads it.
+
+    Args: q [N, H, Lq, d]; k [N, H, L, d]; key_mask [N, L] bool (True = attended) or None. Returns: [N, H, Lq, L].
+    """
+    logits = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # [N, H, Lq, L]
+    if key_mask is not None:
+        logits = logits.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+    return logits.softmax(dim=-1)
+
+
 class TransformerBlock(nn.Module):
     """Pre-LN transformer block, optionally residual-free (paper Tab. 13: no residual connections).
 
     residual=False: S1 = MHSA(LN1 S0), S2 = MLP(LN2 S1); residual=True: S1 = S0 + MHSA(LN1 S0), S2 = S1 + MLP(LN2 S1).
     MLP = fc2(GELU(fc1 ·)) with exact GELU.
+    Attention runs fused (F.scaled_dot_product_attention) unless `written_out_attention` is set (the stacked
+    seeds of spirl.multiseed, under vmap): the same maths, equal to float rounding.
     """
+
+    written_out_attention = False
 
     def __init__(self, dim: int, heads: int, mlp_dim: int, eps: float, residual: bool) -> None:
         super().__init__()
@@ -78,23 +94,23 @@ class TransformerBlock(nn.Module):
     def forward(self, s: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
         """Args: s [N, L, D]; key_mask [N, L] bool (True = key is attended) or None. Returns: [N, L, D]."""
         q, k, v = self._qkv(s)  # 3 × [N, H, L, D/H]
-        mask = None if key_mask is None else key_mask[:, None, None, :]  # [N, 1, 1, L]
-        att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [N, H, L, D/H]
+        if self.written_out_attention:
+            att = _attention_weights(q, k, key_mask) @ v  # [N, H, L, D/H]
+        else:
+            mask = None if key_mask is None else key_mask[:, None, None, :]  # [N, 1, 1, L]
+            att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [N, H, L, D/H]
         att = self.attn_out(att.transpose(1, 2).reshape(s.shape))  # [N, L, D]
         s1 = s + att if self.residual else att
         mlp = self.fc2(F.gelu(self.fc1(self.norm2(s1))))  # [N, L, D]
         return s1 + mlp if self.residual else mlp
 
     def query_attention(self, s: torch.Tensor, key_mask: torch.Tensor | None, row: int) -> torch.Tensor:
-        """Softmax attention weights of query row `row` over all keys (explicit, same maths as forward).
+        """Softmax attention weights of query row `row` over all keys (the weights forward uses).
 
         Args: s [N, L, D]; key_mask [N, L] bool or None; row index. Returns: [N, H, L] (rows sum to 1).
         """
         q, k, _ = self._qkv(s)  # [N, H, L, D/H]
-        logits = q[:, :, row : row + 1] @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # [N, H, 1, L]
-        if key_mask is not None:
-            logits = logits.masked_fill(~key_mask[:, None, None, :], float("-inf"))
-        return logits.softmax(dim=-1)[:, :, 0]  # [N, H, L]
+        return _attention_weights(q[:, :, row : row + 1], k, key_mask)[:, :, 0]  # [N, H, L]
 
 
 class PatchTransformerEncoder(nn.Module):

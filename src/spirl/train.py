@@ -2,7 +2,9 @@
 
 The loop steps a group of runs in lock-step: one seed, or the seeds of one (variant, regime, game) that
 runtime.seeds_per_job trains in one process (each with its own env, replay, generators and agent; their
-networks updated together by spirl.multiseed.StackedAgents). Each new frame is turned into its per-frame representation once, when it arrives (SPIRL: error map,
+networks updated together by spirl.multiseed.StackedAgents).
+
+Each new frame is turned into its per-frame representation once, when it arrives (SPIRL: error map,
 selection and embedding; DE-Rainbow: the gray 84x84 frame); the replay stores those, never recomputed.
 Everything random is a named stream derived from (seed, game, variant, regime), and the whole state is
 checkpointed, so a killed run resumes exactly.
