@@ -356,12 +356,12 @@ def run_training(runs: Sequence[TrainingRun], checkpoints: Sequence[Path] | None
     learner = SingleLearner(agents[0]) if len(runs) == 1 else StackedAgents(agents)
     while not runs[0].done():
         step_group(runs, learner, runs[0].represent, clock)
-        if runs[0].eval_due() or (checkpoints is not None and
-                                  (runs[0].state.env_step % checkpoint_every == 0 or runs[0].done())):
-            learner.sync()
+        save = checkpoints is not None and (runs[0].state.env_step % checkpoint_every == 0 or runs[0].done())
+        if save or runs[0].eval_due():
+            learner.sync()  # the runs' own agents evaluate and are saved
         for run in runs:
             _after_step(run, log)
-        if checkpoints is not None and (runs[0].state.env_step % checkpoint_every == 0 or runs[0].done()):
+        if save:
             with clock("checkpoint"):
                 for run, path in zip(runs, checkpoints, strict=True):
                     run.save(path)
