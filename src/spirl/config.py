@@ -142,6 +142,7 @@ class ReplayParams:
     priority_exponent: float
     priority_weight_start: float
     new_priority: Literal["max", "one"]
+    is_weight_norm: Literal["batch", "buffer"]
     embedding_dtype: Literal["float16", "float32"]
     prefill: Literal["none", "pretraining"]
 

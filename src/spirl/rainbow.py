@@ -245,6 +245,15 @@ def c51_loss(log_probs: torch.Tensor, actions: torch.Tensor, target_probs: torch
     return loss, per_sample.detach()
 
 
+def per_beta(env_step: int, start_value: float, first_learn_step: int, last_step: int) -> float:
+    """PER IS exponent (SPEC §8): start_value at the first learning step, linear to 1 at the run's last step.
+
+    beta(t) = start + clip((t - first) / (last - first), 0, 1) * (1 - start); the released code anneals from the
+    start of learning, not from the first env step.
+    """
+    return linear_schedule(env_step - first_learn_step, start_value, 1.0, last_step - first_learn_step)
+
+
 def linear_schedule(step: int, start_value: float, end_value: float, duration_steps: int) -> float:
     """v(t) = start + min(max(t, 0)/duration, 1)·(end − start); end_value from duration on (and if duration ≤ 0)."""
     if duration_steps <= 0:

@@ -32,6 +32,34 @@ import numpy as np
 
 # Added to |TD error| before the power, so a transition with zero error keeps a non-zero chance (PER).
 PRIORITY_EPS = 1e-6
+# Added to the stored priority p^alpha before the IS power in the batch-normalised weights (released code).
+IS_WEIGHT_EPS = 1e-5
+IS_WEIGHT_NORMS = ("batch", "buffer")
+
+
+def importance_weights(tree_values: np.ndarray, beta: float, norm: str, min_positive: float) -> np.ndarray:
+    """PER importance-sampling weights of one sampled batch (SPEC §8).
+
+    batch (released code): w_i = (1 / (v_i + 1e-5))^beta / max_batch (1 / (v_j + 1e-5))^beta, with v = p^alpha
+    the stored priority, so the batch's largest weight is exactly 1.
+    buffer (Schaul et al. 2016): w_i = (N P(i))^-beta / max_all (N P(j))^-beta = (v_i / v_min)^-beta, with v_min
+    the smallest positive stored priority in the whole buffer.
+
+    Args:
+        tree_values: [B] stored priorities v_i > 0 of the sampled rows.
+        beta: IS exponent in [0, 1].
+        norm: "batch" or "buffer".
+        min_positive: v_min, the buffer's smallest positive stored priority (used by "buffer" only).
+    Returns:
+        [B] float64 weights in (0, 1].
+    """
+    values = np.asarray(tree_values, np.float64)
+    if norm == "batch":
+        raw = (1.0 / (values + IS_WEIGHT_EPS)) ** beta
+        return raw / raw.max()
+    if norm == "buffer":
+        return (values / min_positive) ** -beta
+    raise ValueError(f"replay.is_weight_norm must be one of {IS_WEIGHT_NORMS}, got {norm!r}")
 _ARRAYS = ("frames", "actions", "rewards", "terminals", "priorities")  # per-slot arrays of the buffer
 
 
@@ -169,6 +197,7 @@ class PrioritizedReplay:
         gamma: float,
         alpha: float,
         new_priority: str,
+        is_weight_norm: str,
         generator: np.random.Generator,
     ) -> None:
         """Empty buffer.
@@ -182,6 +211,7 @@ class PrioritizedReplay:
             gamma: discount per step.
             alpha: priority exponent (tree values are p^alpha).
             new_priority: "max" (current max priority) or "one" (1.0) for new rows.
+            is_weight_norm: "batch" (released code) or "buffer" (Schaul et al.): see `importance_weights`.
             generator: the only source of randomness (stratified sampling); its state is the caller's to save.
         """
         if stack < 1 or n_step < 1 or capacity <= stack + n_step:
@@ -190,6 +220,9 @@ class PrioritizedReplay:
             raise ValueError(f"need gamma in [0, 1] and alpha >= 0, got {gamma}, {alpha}")
         if new_priority not in ("max", "one"):
             raise ValueError(f"new_priority must be 'max' or 'one', got {new_priority!r}")
+        if is_weight_norm not in IS_WEIGHT_NORMS:
+            raise ValueError(f"is_weight_norm must be one of {IS_WEIGHT_NORMS}, got {is_weight_norm!r}")
+        self._is_weight_norm = is_weight_norm
         self._capacity, self._stack, self._n, self._gamma, self._alpha = capacity, stack, n_step, gamma, alpha
         self._new_priority = new_priority
         self._rng = generator
@@ -320,7 +353,7 @@ class PrioritizedReplay:
 
         Args:
             batch_size: B; the total priority is split into B equal segments, one uniform draw in each.
-            beta: IS exponent; w_i = (N P(i))^-beta / max_j (N P(j))^-beta over all valid j = (p_i / p_min)^-beta.
+            beta: IS exponent of the weights (`importance_weights`, normalised as `is_weight_norm` says).
         Returns:
             indices [B] int64 slots (for `update_priorities`); obs [B, stack, *frame_shape] (stack at t);
             actions [B] int64; returns [B] float32; discounts [B] float32 (gamma^n, 0 if a terminal is in
@@ -336,7 +369,7 @@ class PrioritizedReplay:
         returns, done = self._n_step(times)
         next_obs = np.zeros((batch_size, self._stack, *self._frame_shape), self._frames.dtype)
         next_obs[~done] = self._stacks(times[~done] + self._n)
-        weights = (self._tree.get(slots) / self._tree.min_positive) ** -beta
+        weights = importance_weights(self._tree.get(slots), beta, self._is_weight_norm, self._tree.min_positive)
         return {
             "indices": slots,
             "obs": self._stacks(times),

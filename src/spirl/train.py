@@ -30,7 +30,7 @@ from spirl.io import atomic_path
 from spirl.mae import MaskedAutoencoder
 from spirl.multiseed import StackedAgents
 from spirl.networks import to_gray84
-from spirl.rainbow import linear_schedule
+from spirl.rainbow import per_beta
 from spirl.replay import PrioritizedReplay
 from spirl.saliency import embed_selected, error_map
 from spirl.seeding import derive_seed
@@ -123,7 +123,7 @@ class TrainingRun:
         self.replay = PrioritizedReplay(
             self.regime.replay_capacity_transitions, spec.shape, spec.dtype, params.atari.frame_stack,
             params.train.multi_step, params.train.discount, params.replay.priority_exponent,
-            params.replay.new_priority, self.replay_rng)
+            params.replay.new_priority, params.replay.is_weight_norm, self.replay_rng)
         self.state = RunState()
         self.clock = Stopwatch()
         self.learn_start = params.train.learn_start_env_steps
@@ -177,8 +177,11 @@ class TrainingRun:
         return s.env_step > self.learn_start and (s.env_step - self.learn_start) % self.regime.env_steps_per_update == 0
 
     def beta(self) -> float:
-        """PER importance-sampling exponent, annealed linearly to 1 over the online steps."""
-        return linear_schedule(self.state.env_step, self.params.replay.priority_weight_start, 1.0, self.online_steps)
+        """PER importance-sampling exponent (SPEC §8): linear from its start value at the first learning step
+        (env step learn_start + env_steps_per_update) to 1 at the run's last step (released code: from the start of
+        learning)."""
+        first = self.learn_start + self.regime.env_steps_per_update
+        return per_beta(self.state.env_step, self.params.replay.priority_weight_start, first, self.online_steps)
 
     def env_step(self) -> None:
         """One step of this run alone (a group of one): act, store, learn when due."""

@@ -5,16 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spirl.replay import PRIORITY_EPS, PrioritizedReplay, SumTree
+from spirl.replay import IS_WEIGHT_EPS, PRIORITY_EPS, PrioritizedReplay, SumTree, importance_weights
 
 # Chi-square critical values at p = 0.001 (upper tail), by degrees of freedom.
 CHI2_CRIT_001 = {36: 67.985}
 
 
-def _buffer(capacity, stack, n_step, gamma=0.5, alpha=0.5, new_priority="one", seed=0, shape=(6, 6), dtype=np.uint8):
+def _buffer(capacity, stack, n_step, gamma=0.5, alpha=0.5, new_priority="one", seed=0, shape=(6, 6), dtype=np.uint8,
+            is_weight_norm="batch"):
     """A PrioritizedReplay with a seeded generator; frames [6, 6] uint8 unless told."""
     return PrioritizedReplay(
-        capacity, shape, dtype, stack, n_step, gamma, alpha, new_priority, np.random.default_rng(seed)
+        capacity, shape, dtype, stack, n_step, gamma, alpha, new_priority, is_weight_norm, np.random.default_rng(seed)
     )
 
 
@@ -161,8 +162,8 @@ def test_sampling_frequencies_follow_priority_power_alpha():
 
 
 @pytest.mark.parametrize("beta", [0.4, 1.0])
-def test_importance_weights_hand_case(beta):
-    buf = _buffer(10, 2, 1, alpha=0.5, seed=4)
+def test_importance_weights_buffer_norm_hand_case(beta):
+    buf = _buffer(10, 2, 1, alpha=0.5, seed=4, is_weight_norm="buffer")
     _fill(buf, [], set(), 4)  # valid rows 0, 1, 2 (row 3 waits for row 4)
     buf.update_priorities(np.array([0, 1, 2]), np.array([1.0, 4.0, 9.0]))  # p^alpha = 1, 2, 3
     prob = np.sqrt(np.array([1.0, 4.0, 9.0]) + PRIORITY_EPS)
@@ -177,6 +178,39 @@ def test_importance_weights_hand_case(beta):
         np.testing.assert_allclose(batch["weights"], expected[batch["indices"]], rtol=1e-6)
         seen.update(batch["indices"].tolist())
     assert seen == {0, 1, 2}
+
+
+def test_importance_weights_batch_norm_hand_worked():
+    # Stored priorities v = p^alpha of a sampled batch; beta = 1: raw w = 1 / (v + 1e-5), divided by the batch max.
+    v = np.array([1.0, 2.0, 4.0, 1.0])
+    w = importance_weights(v, 1.0, "batch", min_positive=0.5)  # min_positive is the buffer norm's only
+    np.testing.assert_allclose(w, [1.0, 1.00001 / 2.00001, 1.00001 / 4.00001, 1.0], rtol=1e-12)
+    # beta = 0.5: square roots of the beta = 1 ratios; the batch's smallest priority always gets weight 1.
+    w = importance_weights(np.array([4.0, 9.0]), 0.5, "batch", min_positive=0.01)
+    np.testing.assert_allclose(w, [1.0, np.sqrt(4.00001 / 9.00001)], rtol=1e-12)
+    # The buffer norm divides by the buffer-wide smallest priority instead: a tiny one shrinks every weight.
+    w = importance_weights(np.array([4.0, 9.0]), 0.5, "buffer", min_positive=0.01)
+    np.testing.assert_allclose(w, [0.05, 1 / 30], rtol=1e-12)
+    assert importance_weights(np.array([1e-9]), 1.0, "batch", 1e-9)[0] == 1.0  # eps keeps a ~0 priority finite
+    with pytest.raises(ValueError, match="is_weight_norm"):
+        importance_weights(v, 1.0, "global", 1.0)
+
+
+def test_buffer_samples_batch_normalised_weights():
+    buf = _buffer(10, 2, 1, alpha=0.5, seed=4)
+    _fill(buf, [], set(), 4)  # valid rows 0, 1, 2
+    buf.update_priorities(np.array([0, 1, 2]), np.array([1.0, 4.0, 9.0]))  # stored v = 1, 2, 3 (+ PRIORITY_EPS)
+    v = np.sqrt(np.array([1.0, 4.0, 9.0]) + PRIORITY_EPS)
+    seen = set()
+    for _ in range(50):
+        batch = buf.sample(3, 0.7)
+        raw = (v[batch["indices"]] + IS_WEIGHT_EPS) ** -0.7
+        np.testing.assert_allclose(batch["weights"], raw / raw.max(), rtol=1e-6)
+        assert batch["weights"].max() == 1.0
+        seen.update(batch["indices"].tolist())
+    assert seen == {0, 1, 2}
+    with pytest.raises(ValueError, match="is_weight_norm"):
+        _buffer(10, 2, 1, is_weight_norm="max")
 
 
 # ----------------------------------------------------------------------------- stacks, n-step, validity
@@ -314,12 +348,12 @@ def test_prefill_equals_appends(mode, n_prefill):
 def test_state_dict_round_trip_samples_identically():
     rng = np.random.default_rng(12)
     source_rng, restored_rng = np.random.default_rng(13), np.random.default_rng(999)
-    source = PrioritizedReplay(50, (6, 6), np.uint8, 4, 5, 0.5, 0.5, "max", source_rng)
+    source = PrioritizedReplay(50, (6, 6), np.uint8, 4, 5, 0.5, 0.5, "max", "batch", source_rng)
     _fill(source, [], {t for t in range(120) if rng.random() < 0.08}, 120)
     for _ in range(5):
         batch = source.sample(32, 0.5)
         source.update_priorities(batch["indices"], rng.random(32))
-    restored = PrioritizedReplay(50, (6, 6), np.uint8, 4, 5, 0.5, 0.5, "max", restored_rng)
+    restored = PrioritizedReplay(50, (6, 6), np.uint8, 4, 5, 0.5, 0.5, "max", "batch", restored_rng)
     saved = source.state_dict()
     restored.load_state_dict(saved)
     restored_rng.bit_generator.state = source_rng.bit_generator.state  # the caller restores its generator
