@@ -4,7 +4,7 @@
         --out bench/results/pretrain-<device>.json
 
 Times whole epochs of the real training step (`spirl.pretrain.train_epoch`: batch, lr schedule, autocast per
-runtime.precision, AdamW) on the given frames (or uniform random frames of the profile's size when none are
+runtime.pretrain_precision, AdamW) on the given frames (or uniform random frames of the profile's size when none are
 given), after one warm-up epoch, and extrapolates to `mae.epochs` epochs over `--n-frames` frames (default:
 the paper's 50K). Goal (issue "Scale", H100): 50K frames x 50 epochs <= 5 minutes.
 """
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         frames = np.random.default_rng(0).integers(0, 256, (args.timed_frames, size, size, 3), dtype=np.uint8)
     run = new_run(mae, frames.shape[1], {"init": 0, "sample": 1, "mask": 2}, device)
-    dtype = autocast_dtype(params.runtime, device)
+    dtype = autocast_dtype(params.runtime, device, "pretrain")
     train_epoch(run, frames, mae, dtype)  # warm-up: allocator, kernels, autotuning
     if device.type == "cuda":
         torch.cuda.synchronize()

@@ -14,6 +14,7 @@ untrained model are less meaningful). Without --frames, random uint8 frames are 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -26,7 +27,7 @@ from spirl.config import load_params
 from spirl.mae import MAEConfig, MaskedAutoencoder
 from spirl.pretrain import load_model, mae_config
 from spirl.runinfo import emit_bench
-from spirl.saliency import embed_selected, error_map, error_map_reference
+from spirl.saliency import ErrorMapSettings, embed_selected, error_map, error_map_reference, max_sequences_for
 from spirl.selection import dynamic_k_batched, k_max_from_ratio
 
 
@@ -36,22 +37,22 @@ def sync(device: torch.device) -> None:
 
 
 def hot_path(model: MaskedAutoencoder, frames: np.ndarray, k_max: int, xscale: float,
-             dtype: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor]:
+             settings: ErrorMapSettings) -> tuple[torch.Tensor, torch.Tensor]:
     """Error map, dynamic-K selection and the padded frame embeddings of a batch; returns (indices, emb)."""
-    errors = error_map(model, frames, dtype=dtype)  # [B, N]
+    errors = error_map(model, frames, settings)  # [B, N]
     indices, counts = dynamic_k_batched(errors, k_max, xscale)  # [B, k_max], [B]
     return indices, embed_selected(model, frames, indices, counts, k_max)
 
 
-def time_batches(model, frames, batch: int, k_max: int, xscale: float, dtype, device, min_seconds: float) -> dict:
+def time_batches(model, frames, batch: int, k_max: int, xscale: float, settings, device, min_seconds: float) -> dict:
     """frames/s of the hot path at one batch size (one warm-up batch, then at least min_seconds)."""
     batches = [frames[i:i + batch] for i in range(0, len(frames) - batch + 1, batch)] or [frames[:batch]]
-    hot_path(model, batches[0], k_max, xscale, dtype)  # warm-up (kernels, allocator)
+    hot_path(model, batches[0], k_max, xscale, settings)  # warm-up (kernels, allocator)
     sync(device)
     done, start = 0, time.perf_counter()
     while True:
         for chunk in batches:
-            hot_path(model, chunk, k_max, xscale, dtype)
+            hot_path(model, chunk, k_max, xscale, settings)
             done += len(chunk)
         sync(device)
         if time.perf_counter() - start >= min_seconds:
@@ -70,13 +71,15 @@ def reference_rate(model, frames: np.ndarray, device, n_frames: int) -> dict:
     return {"frames": n_frames, "frames_per_s": n_frames / (time.perf_counter() - start)}
 
 
-def same_selection_share(model, frames: np.ndarray, k_max: int, xscale: float, batch: int) -> float:
+def same_selection_share(model, frames: np.ndarray, k_max: int, xscale: float, batch: int,
+                         fp32: ErrorMapSettings) -> float:
     """Share of frames whose selected set (as a set) is identical with bf16 and fp32 error maps."""
+    bf16 = dataclasses.replace(fp32, dtype=torch.bfloat16)
     same = 0
     for i in range(0, len(frames), batch):
         chunk = frames[i:i + batch]
-        a = dynamic_k_batched(error_map(model, chunk), k_max, xscale)[0].sort(dim=1).values
-        b = dynamic_k_batched(error_map(model, chunk, dtype=torch.bfloat16), k_max, xscale)[0].sort(dim=1).values
+        a = dynamic_k_batched(error_map(model, chunk, fp32), k_max, xscale)[0].sort(dim=1).values
+        b = dynamic_k_batched(error_map(model, chunk, bf16), k_max, xscale)[0].sort(dim=1).values
         same += int((a == b).all(dim=1).sum())
     return same / len(frames)
 
@@ -112,20 +115,24 @@ def main(argv: list[str] | None = None) -> int:
     xscale = params.saliency.xscale
     reference = reference_rate(model, frames, device, args.reference_frames)
     results = []
+    fp32 = ErrorMapSettings(params.saliency.error_space,
+                            max_sequences_for(config, params.runtime.saliency_memory_mb), None)
     for dtype_name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
         for batch in args.batches:
-            row = time_batches(model, frames, batch, k_max, xscale, dtype, device, args.min_seconds)
+            row = time_batches(model, frames, batch, k_max, xscale, dataclasses.replace(fp32, dtype=dtype), device,
+                               args.min_seconds)
             row.update(precision=dtype_name, speedup_vs_reference=row["frames_per_s"] / reference["frames_per_s"])
             results.append(row)
             print(json.dumps(row), file=sys.stderr)
     emit_bench({
         "bench": "saliency",
         "settings": {"grid": config.grid, "num_patches": config.num_patches, "k_max": k_max, "xscale": xscale,
+                     "error_space": fp32.space, "max_sequences_per_pass": fp32.max_sequences,
                      "model": str(args.model) if args.model else "random init (paper size)",
                      "frames": str(args.frames) if args.frames else "random uint8", "n_frames": len(frames)},
         "reference_batch1_fp32": reference,
         "results": results,
-        "bf16_same_selection_share": same_selection_share(model, frames, k_max, xscale, max(args.batches)),
+        "bf16_same_selection_share": same_selection_share(model, frames, k_max, xscale, max(args.batches), fp32),
         "device": {"torch_device": str(device), "torch_threads": torch.get_num_threads()},
     }, args.out)
     return 0

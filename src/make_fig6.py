@@ -26,7 +26,7 @@ from spirl.mae import MaskedAutoencoder
 from spirl.plots import patch_mask_image, save_figure
 from spirl.pretrain import load_model
 from spirl.runtime import setup_torch
-from spirl.saliency import error_map
+from spirl.saliency import error_map, error_map_settings
 from spirl.selection import k_max_from_ratio, select_batched
 from spirl.train import make_represent
 
@@ -63,9 +63,11 @@ def fig6_data(params: Params, mae: MaskedAutoencoder, mr: float, weights: dict[s
     net.eval()
     ts = time_points(episodes, stack, params.report.fig6_frames)  # [T]
     window = ts[:, None] + np.arange(1 - stack, 1)  # [T, F] oldest first
-    represent = make_represent(spec, params, mae, k_max, None)  # what the agent stores and sees
+    settings = error_map_settings(params, mae)
+    represent = make_represent(spec, params, mae, k_max, settings)  # what the agent stores and sees
     stacks = represent(frames[window.reshape(-1)]).reshape(len(ts), stack, *spec.shape)  # [T, F, K_max, D]
-    indices, counts = select_batched(error_map(mae, frames[ts]), sal.selection, k_max, sal.xscale)  # [T, K_max], [T]
+    errors = error_map(mae, frames[ts], settings)  # [T, N]
+    indices, counts = select_batched(errors, sal.selection, k_max, sal.xscale)  # [T, K_max], [T]
     att, valid = newest_frame_attention(net, torch.from_numpy(stacks))  # [T, K_max] twice
     counts = counts.cpu().numpy()
     if not np.array_equal(valid.sum(1).numpy(), counts):

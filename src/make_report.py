@@ -1,8 +1,9 @@
 """The report of a profile: provenance, every table beside the paper, every figure, run status, time.
 
 PYTHONHASHSEED=0 python src/make_report.py --params params.yaml conf/full.yaml --in-tables TABLE.md ... \
-    --in-runs results/full/runs.csv --in-train-run RUN/run.json ... --in-collect-run ... --in-mae-run ... \
-    --in-fig2 ... --in-fig3 ... --in-fig8 ... [--in-fig6 ...] --in-curves ... --in-intervals ... --in-profile ... \
+    --in-runs results/full/runs.csv --in-train-run RUN/run.json ... --in-collect-run ... \
+    --in-mae-run ... --in-mae-loss ... --in-mr ... --in-fig2 ... --in-fig3 ... --in-fig8 ... [--in-fig6 ...] \
+    --in-curves ... --in-intervals ... --in-profile ... \
     --in-bench bench/results --out-report reports/full/report.md
 """
 
@@ -30,9 +31,42 @@ def image_lines(paths: list[Path], report_dir: Path, caption: str) -> list[str]:
     return [f"![{caption}: {p.stem}]({os.path.relpath(p, report_dir)})" for p in paths]
 
 
+def saliency_section(mae_runs: list[Path], losses: list[Path], mrs: list[Path], report_dir: Path) -> list[str]:
+    """The MAE pre-training of each game (epochs, frames, final loss, hours, loss curve) and its mr estimate
+    (uncapped dynamic-K statistics, mr*, coverage) beside the paper's mr* and adopted mr (SPEC §3, §6)."""
+    if not mae_runs:
+        return []
+    lines = ["## MAE pre-training and the maximal ratio mr", "",
+             "| game | frames | epochs | final loss | wall hours | device |", "|---|---|---|---|---|---|"]
+    for path in mae_runs:
+        rec = read_json_if_exists(path)
+        if rec is None:
+            lines.append(f"| {path.parent.name} | missing ({path}) | | | | |")
+            continue
+        lines.append(f"| {rec['wildcards']['game']} | {rec['n_frames']} | {rec['epochs']} | "
+                     f"{rec['final_loss']:.4f} | {rec['wall_time_s'] / 3600:.2f} | {device_name(rec)} |")
+    lines += ["", *image_lines(losses, report_dir, "MAE loss curve"), "",
+              "Uncapped dynamic K on every pre-training frame (SPEC §6); mr* = the smallest 5% step covering more "
+              "than 99.9% of frames.", "",
+              "| game | frames | K mean | K median | K min–max | mr* (here) | coverage at mr* | paper mr* | "
+              "paper adopted mr (K_max) | coverage at adopted K_max | frames/s |", "|---" * 11 + "|"]
+    for path in mrs:
+        rec = read_json_if_exists(path)
+        if rec is None:
+            lines.append(f"| {path.parent.name} | missing ({path}) |" + " |" * 9)
+            continue
+        r = rec["result"]
+        lines.append(f"| {r['game']} | {r['n_frames']} | {r['k_mean']:.1f} | {r['k_median']:.0f} | "
+                     f"{r['k_min_seen']}–{r['k_max_seen']} of {r['num_patches']} | {r['mr_star']:.2f} | "
+                     f"{r['coverage_at_mr_star']:.4f} | {r['mr_star_paper']:.2f} | {r['mr_paper_adopted']:.2f} "
+                     f"({r['k_max_paper_adopted']}) | {r['coverage_at_paper_adopted']:.4f} | "
+                     f"{rec['frames_per_s']:.2f} |")
+    return lines + [""]
+
+
 def main() -> None:
     parser = base_parser(__doc__.splitlines()[0])
-    for name in ("tables", "train-run", "collect-run", "mae-run", *FIGURES):
+    for name in ("tables", "train-run", "collect-run", "mae-run", "mae-loss", "mr", *FIGURES):
         parser.add_argument(f"--in-{name}", nargs="*", type=Path, default=[])
     parser.add_argument("--in-runs", type=Path, required=True)
     parser.add_argument("--in-bench", type=Path, required=True)
@@ -71,6 +105,7 @@ def main() -> None:
         lines.append(f"| {table} | {est['runs']} | {est['matched']} | {hours} | {est['devices'] or '—'} |")
     lines += ["", "Runs without a benchmark of the same profile, base method and regime are not estimated; "
               "GPU benchmarks of the paper profile come from `bench/run.py` on a GPU.", ""]
+    lines += saliency_section(args.in_mae_run, args.in_mae_loss, args.in_mr, args.out_report.parent)
     lines += ["## Tables", ""]
     for path in args.in_tables:
         lines += [re.sub(r"^## ", "### ", path.read_text(), flags=re.M), ""]  # one level below "## Tables"

@@ -56,7 +56,7 @@ def main() -> None:
     with tqdm(total=total, initial=run.epoch * total // mae.epochs, desc=f"mae {args.game}", unit="it",
               mininterval=5.0) as bar:
         while run.epoch < mae.epochs:
-            row = train_epoch(run, frames, mae, autocast_dtype(params.runtime, device), on_step=bar.update)
+            row = train_epoch(run, frames, mae, autocast_dtype(params.runtime, device, "pretrain"), on_step=bar.update)
             save_checkpoint(run, ckpt, run_id)
             log.info("epoch %d/%d loss %.5f", row["epoch"], mae.epochs, row["loss"])
     wall_s = time.perf_counter() - start

@@ -14,11 +14,18 @@ import torch
 from spirl.cli import base_parser, setup_logging
 from spirl.config import load_params, resolve_mr
 from spirl.io import read_json
-from spirl.mae import MaskedAutoencoder, normalized_patches, patchify, unpatchify
+from spirl.mae import MaskedAutoencoder, patchify, unpatchify
 from spirl.plots import plot_fig2, plot_fig3
 from spirl.pretrain import load_model
 from spirl.runtime import setup_torch
-from spirl.saliency import error_map, frames_to_tensor, surroundings_predictions
+from spirl.saliency import (
+    ErrorMapSettings,
+    error_map,
+    error_map_settings,
+    frames_to_tensor,
+    patch_errors,
+    surroundings_predictions,
+)
 from spirl.selection import cumulative_error_curve, dynamic_k, fixed_k, k_max_from_ratio
 
 
@@ -60,14 +67,14 @@ def frameless_decodings(model: MaskedAutoencoder) -> dict[str, np.ndarray]:
     return out
 
 
-def fig2_columns(model: MaskedAutoencoder, frames: np.ndarray) -> dict[str, np.ndarray]:
+def fig2_columns(model: MaskedAutoencoder, frames: np.ndarray, settings: ErrorMapSettings) -> dict[str, np.ndarray]:
     """The six columns of Fig. 2 for `frames` (uint8 [F, H, W, 3])."""
     c = model.config
     patches = patchify(frames_to_tensor(frames, model.mask_token.device), c.patch_size)  # [F, N, P]
     mean, std = patches.mean(-1, keepdim=True), (patches.var(-1, keepdim=True) + c.norm_pix_eps).sqrt()
-    pred = surroundings_predictions(model, frames)  # [F, N, P], normalised-pixel space
+    pred = surroundings_predictions(model, frames, settings.max_sequences)  # [F, N, P], normalised-pixel space
     rebuilt = pred * std + mean  # back to pixels with the true patch stats
-    errors = ((pred - normalized_patches(patches, c.norm_pix_eps)) ** 2).mean(-1)  # E of SPEC §4, [F, N]
+    errors = patch_errors(pred, patches, settings.space, c.norm_pix_eps)  # E of SPEC §4, [F, N]
     errors = errors.cpu().numpy().reshape(-1, c.grid, c.grid)  # [F, grid, grid]
     columns = {"original": frames / 255.0, "rebuilt from surroundings": np.clip(to_images(model, rebuilt), 0, 1),
                "error map": np.kron(errors, np.ones((c.patch_size, c.patch_size)))}
@@ -77,9 +84,10 @@ def fig2_columns(model: MaskedAutoencoder, frames: np.ndarray) -> dict[str, np.n
 
 
 def fig3_data(model: MaskedAutoencoder, frames: np.ndarray, k_max: int, xscale: float,
-              fixed_ratios: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray, dict[str, list[np.ndarray]]]:
+              fixed_ratios: tuple[float, ...], settings: ErrorMapSettings
+              ) -> tuple[np.ndarray, np.ndarray, dict[str, list[np.ndarray]]]:
     """Cumulative curves [F, N], dynamic K [F], and the selections of each rule."""
-    errors = error_map(model, frames).cpu().numpy()  # [F, N]
+    errors = error_map(model, frames, settings).cpu().numpy()  # [F, N]
     n = errors.shape[1]
     dynamic = [dynamic_k(e, k_max, xscale) for e in errors]
     selections = {f"dynamic K, K_max {k_max}": dynamic}
@@ -103,14 +111,14 @@ def main() -> None:
     model = load_model(args.in_model, setup_torch(params.runtime))
     with np.load(args.in_frames) as data:
         frames, episodes = data["frames"], data["episodes"]
-    rep, sal = params.report, params.saliency
-    plot_fig2(fig2_columns(model, frames[spread(len(frames), rep.fig2_frames)]), args.out_fig2,
+    rep, sal, settings = params.report, params.saliency, error_map_settings(params, model)
+    plot_fig2(fig2_columns(model, frames[spread(len(frames), rep.fig2_frames)], settings), args.out_fig2,
               f"{args.game}: MAE reconstruction from surroundings and error maps")
     first = np.flatnonzero(episodes == episodes[0])  # one episode: frames at different time steps
     shown = frames[first[spread(len(first), rep.fig3_frames)]]
     mr = resolve_mr(sal, args.game, read_json(args.in_mr)["result"]["mr_star"])
     k_max = k_max_from_ratio(model.config.num_patches, mr)
-    curves, ks, selections = fig3_data(model, shown, k_max, sal.xscale, rep.fig3_fixed_ratios)
+    curves, ks, selections = fig3_data(model, shown, k_max, sal.xscale, rep.fig3_fixed_ratios, settings)
     plot_fig3(shown, curves, ks, selections, model.config.grid, model.config.patch_size, args.out_fig3,
               f"{args.game}: dynamic K (mr {mr:.0%}) vs fixed ratios")
     log.info("%s: figures written; dynamic K of the Fig. 3 frames: %s", args.game, ks.tolist())

@@ -23,7 +23,8 @@ from spirl.io import read_json, write_json, write_npz
 from spirl.plots import write_csv
 from spirl.pretrain import load_model
 from spirl.runinfo import run_record
-from spirl.runtime import autocast_dtype, setup_torch
+from spirl.runtime import setup_torch
+from spirl.saliency import error_map_settings
 from spirl.selection import k_max_from_ratio
 from spirl.train import RunKey, TrainingRun, make_represent, run_training
 
@@ -68,7 +69,7 @@ def main() -> None:
         k_max = n if params.saliency.selection == "all" else k_max_from_ratio(n, mr)
     spec = frame_spec(base, params.agent, k_max, mae.config.encoder_dim if mae else 0, params.atari.frame_size_px,
                       params.replay.embedding_dtype)
-    represent = make_represent(spec, params, mae, k_max, autocast_dtype(params.runtime, device))
+    represent = make_represent(spec, params, mae, k_max, error_map_settings(params, mae) if mae else None)
     prefill = None
     if params.replay.prefill == "pretraining":
         if args.in_frames is None:

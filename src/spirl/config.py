@@ -57,6 +57,18 @@ class ExperimentParams:
     games: tuple[str, ...]
     variants: Mapping[str, VariantSpec]
     tables: Mapping[str, TableSpec]
+    build_tables: Literal["all"] | tuple[str, ...]
+    saliency_games: Literal["all"] | tuple[str, ...]
+
+    @property
+    def built_tables(self) -> tuple[str, ...]:
+        """The tables this profile builds (build_tables, in experiment.tables order)."""
+        return tuple(t for t in self.tables if self.build_tables == "all" or t in self.build_tables)
+
+    @property
+    def mae_games(self) -> tuple[str, ...]:
+        """Games whose MAE, mr estimate and saliency figures this profile builds (saliency_games, in games order)."""
+        return tuple(g for g in self.games if self.saliency_games == "all" or g in self.saliency_games)
 
 
 @dataclass(frozen=True)
@@ -106,6 +118,7 @@ class MAEParams:
 class SaliencyParams:
     selection: Literal["dynamic", "fixed", "all"]
     xscale: float
+    error_space: Literal["normalized", "raw"]
     mr: Literal["paper", "paper_star", "auto"] | float
     mr_offset: float
     paper_mr: Mapping[str, float]
@@ -194,7 +207,9 @@ class ReportParams:
 class RuntimeParams:
     device: Literal["auto", "cpu", "cuda"]
     torch_threads: int
-    precision: Literal["bf16", "fp32"]
+    pretrain_precision: Literal["bf16", "fp32"]
+    saliency_precision: Literal["fp32", "bf16"]
+    saliency_memory_mb: int
     seeds_per_job: int
 
 
@@ -433,6 +448,23 @@ def check_consistency(params: Params) -> None:
                 raise ConfigError(f"{where}.regime = {run.regime!r}; allowed: {', '.join(params.train.regimes)}")
     for name in exp.variants:
         resolve_variant(params, name)
+    if exp.build_tables != "all":
+        for name in exp.build_tables:
+            if name not in exp.tables:
+                raise ConfigError(f"experiment.build_tables has {name!r}; allowed: {', '.join(exp.tables)}")
+    if exp.saliency_games != "all":
+        for game in exp.saliency_games:
+            if game not in exp.games:
+                raise ConfigError(f"experiment.saliency_games has {game!r}; allowed: {', '.join(exp.games)}")
+    for name in exp.built_tables:  # a SPIRL-base run needs its game's MAE and mr
+        table = exp.tables[name]
+        for run in table.runs:
+            games = exp.games if table.games == "all" else table.games
+            if exp.variants[run.variant].base == "spirl" and not set(games) <= set(exp.mae_games):
+                raise ConfigError(
+                    f"experiment.tables.{name} trains {run.variant!r} (base spirl) on {list(games)}, but "
+                    f"experiment.saliency_games = {list(exp.mae_games)} builds no MAE for "
+                    f"{sorted(set(games) - set(exp.mae_games))}; add them or use 'all'")
 
 
 def resolve_variant(params: Params, variant: str) -> Params:

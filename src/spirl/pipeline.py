@@ -77,6 +77,7 @@ class Job:
     tables: tuple[str, ...] = ()  # the tables a gathering input spans
     seeds: tuple[str, ...] = ()  # a TRAIN job of several seeds (runtime.seeds_per_job): its seeds; wildcards' seed
     #                              is then the group's label, e.g. "0-4"
+    mae_games: tuple[str, ...] = ()  # the games that the stage's mae_inputs span (the report's MAE records, figures)
 
     @property
     def seed_wildcards(self) -> list[dict[str, str]]:
@@ -140,7 +141,8 @@ def expand_inputs(stage: Stage, profile: str, wildcards: Mapping[str, str], job:
         elif "table" in free:
             spans = [{"table": t} for t in (job.tables if job else ())]
         elif "game" in free:
-            spans = [{"game": g} for g in (job.games if job else ())]
+            span_games = (job.mae_games if name in stage.mae_inputs else job.games) if job else ()
+            spans = [{"game": g} for g in span_games]
         else:
             spans = [{}]
         out[name] = [fill(template, profile, {**wildcards, **span}) for span in spans]
@@ -167,11 +169,17 @@ def command(stage: Stage, profile: str, wildcards: Mapping[str, str], job: Job |
 
 
 def needed_games(params: Params) -> list[str]:
-    """Games that some requested table needs, in experiment.games order."""
+    """Games that some built table needs, in experiment.games order (their frames are collected)."""
     wanted: set[str] = set()
-    for table in params.experiment.tables.values():
+    for name in params.experiment.built_tables:
+        table = params.experiment.tables[name]
         wanted.update(params.experiment.games if table.games == "all" else table.games)
     return [g for g in params.experiment.games if g in wanted]
+
+
+def saliency_games(params: Params) -> list[str]:
+    """Needed games whose MAE, mr estimate and Figs. 2, 3 are built (experiment.saliency_games); Fig. 8 spans them."""
+    return [g for g in needed_games(params) if g in params.experiment.mae_games]
 
 
 def train_input_names(params: Params, variant: str) -> tuple[str, ...]:
@@ -195,7 +203,7 @@ def table_runs(params: Params, table: str) -> list[dict[str, str]]:
 def training_runs(params: Params) -> list[dict[str, str]]:
     """Every (variant, regime, game, seed) that the requested tables need, once, in a stable order."""
     runs = {}
-    for table in params.experiment.tables:
+    for table in params.experiment.built_tables:
         for run in table_runs(params, table):
             runs[tuple(run.values())] = run
     return list(runs.values())
@@ -256,35 +264,42 @@ def fig6_games(params: Params) -> list[str]:
     """Games with a Fig. 6: those where the tables train the run Fig. 6 shows (FIG6_RUN)."""
     planned = {(r["variant"], r["regime"], r["game"], r["seed"]) for r in training_runs(params)}
     v = FIG6_RUN
-    return [g for g in needed_games(params) if (v["variant"], v["regime"], g, v["seed"]) in planned]
+    return [g for g in saliency_games(params) if (v["variant"], v["regime"], g, v["seed"]) in planned]
 
 
 def jobs(params: Params) -> list[Job]:
     """Every job the requested tables need, for the params' profile, in a stable order."""
-    profile, games = params.experiment.profile, tuple(needed_games(params))
-    runs, tables = tuple(training_runs(params)), tuple(params.experiment.tables)
-    per_game = [Job(stage, profile, {"game": g}) for stage in (COLLECT, PRETRAIN_MAE, ESTIMATE_MR, SALIENCY_FIGURES)
-                for g in games]
+    profile, games, mae_games = params.experiment.profile, needed_games(params), tuple(saliency_games(params))
+    runs, tables = tuple(training_runs(params)), params.experiment.built_tables
+    per_game = [Job(COLLECT, profile, {"game": g}) for g in games]
+    per_game += [Job(stage, profile, {"game": g}) for stage in (PRETRAIN_MAE, ESTIMATE_MR, SALIENCY_FIGURES)
+                 for g in mae_games]
+    fig8 = [Job(FIG8, profile, {}, mae_games)] if mae_games else []
     train = train_jobs(params)
     report = [Job(AGGREGATE, profile, {}, runs=runs),
               *(table_job(params, t, stage) for stage in (TABLE, PUBLISH) for t in tables),
               Job(FIGURES, profile, {}, runs=runs),
               *(Job(FIG6, profile, {"game": g}) for g in fig6_games(params)),
               report_job(params)]
-    return [*per_game, Job(FIG8, profile, {}, games), *train, *report]
+    return [*per_game, *fig8, *train, *report]
 
 
 def report_job(params: Params) -> Job:
-    """The report's job: every table, figure and run record (Fig. 6 only if every game has one)."""
-    games = tuple(needed_games(params))
-    names = tuple(n for n in REPORT.inputs if n != "fig6" or fig6_games(params) == list(games))
+    """The report's job: every table, figure and run record (Fig. 6 only if every MAE game has one; the MAE's
+    records and figures, Fig. 8 and the mr estimates only where MAEs are built)."""
+    games, mae_games = tuple(needed_games(params)), tuple(saliency_games(params))
+    names = tuple(n for n in REPORT.inputs
+                  if (n != "fig6" or fig6_games(params) == list(mae_games))
+                  and (n not in REPORT.mae_inputs or mae_games))
     return Job(REPORT, params.experiment.profile, {}, games, names, tuple(training_runs(params)),
-               tuple(params.experiment.tables))
+               params.experiment.built_tables, mae_games=mae_games)
 
 
 def job_for(params: Params, stage: Stage, wildcards: Mapping[str, str]) -> Job:
     """The job of `stage` with `wildcards` (Snakemake's input and command functions call this)."""
     wc, profile, games = dict(wildcards), params.experiment.profile, tuple(needed_games(params))
+    if stage is FIG8:
+        return Job(stage, profile, wc, tuple(saliency_games(params)))
     if stage in (TABLE, PUBLISH):
         return table_job(params, wc["table"], stage)
     if stage is TRAIN:  # an ordinary job, or a group's ("seed" = its label, e.g. "0-4")

@@ -131,8 +131,17 @@ def setup_torch(runtime: RuntimeParams, log: logging.Logger = LOG) -> torch.devi
     return _claim_gpu(log)
 
 
-def autocast_dtype(runtime: RuntimeParams, device: torch.device) -> torch.dtype | None:
-    """bf16 autocast on a GPU when runtime.precision is bf16; None (plain fp32) otherwise and on CPU."""
-    if device.type == "cuda" and runtime.precision == "bf16":
+def autocast_dtype(runtime: RuntimeParams, device: torch.device, purpose: str) -> torch.dtype | None:
+    """The autocast dtype of one kind of work on `device`: bf16 on a GPU when the runtime asks for it, else None
+    (plain fp32; always on CPU).
+
+    Args:
+        purpose: "pretrain" (runtime.pretrain_precision, bf16 by default) or "saliency" (error maps, selection and
+            embeddings: runtime.saliency_precision, fp32 by default as in the released code).
+    """
+    choices = {"pretrain": runtime.pretrain_precision, "saliency": runtime.saliency_precision}
+    if purpose not in choices:
+        raise ValueError(f"purpose must be one of {sorted(choices)}, got {purpose!r}")
+    if device.type == "cuda" and choices[purpose] == "bf16":
         return torch.bfloat16
     return None

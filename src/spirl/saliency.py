@@ -1,14 +1,79 @@
-"""Reconstruction error map E (SPEC §4) and the selected-patch frame embedding (SPEC §7)."""
+"""Reconstruction error map E (SPEC §4) and the selected-patch frame embedding (SPEC §7).
+
+Every error-map pass runs its decoder sequences (one per frame and target patch, 145 tokens each at 96x96) in
+chunks of at most `ErrorMapSettings.max_sequences`, derived from runtime.saliency_memory_mb, so that the
+memory of a call does not grow with the number of frames it is given (mr estimation, figures, training,
+evaluation of 50 envs at once).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from spirl.mae import MaskedAutoencoder, normalized_patches, patchify
+from spirl.mae import MAEConfig, MaskedAutoencoder, normalized_patches, patchify
+from spirl.runtime import autocast_dtype
+
+if TYPE_CHECKING:
+    from spirl.config import Params
+
+ERROR_SPACES = ("normalized", "raw")
+FP32_BYTES = 4
+
+
+def decoder_sequence_bytes(config: MAEConfig) -> int:
+    """Upper estimate of the live activation bytes of one decoder sequence inside one block (fp32).
+
+    L = N + 1 tokens of width D: the block's input, norm, q/k/v, attention output, projection and residual
+    (8 L·D), the MLP's hidden layer before and after GELU (2·mlp_ratio·L·D), and the scores and softmax of a
+    non-fused attention (2·heads·L²). 96x96 Tab. 4 MAE: 2.53 MB.
+    """
+    tokens, width = config.num_patches + 1, config.decoder_dim
+    return FP32_BYTES * (tokens * width * (8 + 2 * config.mlp_ratio) + 2 * config.decoder_heads * tokens ** 2)
+
+
+def max_sequences_for(config: MAEConfig, memory_mb: int) -> int:
+    """Decoder sequences one pass may hold within memory_mb (runtime.saliency_memory_mb); at least 1."""
+    count = memory_mb * 2 ** 20 // decoder_sequence_bytes(config)
+    if count < 1:
+        need = decoder_sequence_bytes(config)
+        raise ValueError(f"runtime.saliency_memory_mb = {memory_mb} holds no decoder sequence of {need} bytes; "
+                         f"allowed: >= {need / 2**20:.1f}")
+    return int(count)
+
+
+@dataclass(frozen=True)
+class ErrorMapSettings:
+    """How error maps are computed.
+
+    space: "normalized" (released code: MSE of normalised pixels) or "raw" (the paper: MSE in [0, 1] pixels,
+        = the normalised error x (the patch's unbiased variance + norm_pix_eps)), saliency.error_space.
+    max_sequences: decoder sequences per pass (max_sequences_for(runtime.saliency_memory_mb)).
+    dtype: autocast dtype (None = fp32; runtime.saliency_precision).
+    """
+
+    space: str
+    max_sequences: int
+    dtype: torch.dtype | None
+
+    def __post_init__(self) -> None:
+        if self.space not in ERROR_SPACES:
+            raise ValueError(f"saliency.error_space must be one of {ERROR_SPACES}, got {self.space!r}")
+        if isinstance(self.max_sequences, bool) or not isinstance(self.max_sequences, int) or self.max_sequences < 1:
+            raise ValueError(f"max_sequences must be a positive integer, got {self.max_sequences!r}")
+
+
+def error_map_settings(params: Params, model: MaskedAutoencoder) -> ErrorMapSettings:
+    """The error-map settings of a job: saliency.error_space, runtime.saliency_memory_mb and _precision."""
+    return ErrorMapSettings(params.saliency.error_space,
+                            max_sequences_for(model.config, params.runtime.saliency_memory_mb),
+                            autocast_dtype(params.runtime, _device(model), "saliency"))
 
 
 def neighbourhood_groups(grid: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -79,8 +144,8 @@ def _check_images(model: MaskedAutoencoder, imgs: torch.Tensor) -> None:
 
 
 def _group_predictions(model: MaskedAutoencoder, embedded: torch.Tensor, targets: torch.Tensor,
-                       visible: torch.Tensor) -> torch.Tensor:
-    """Predictions of one neighbour-count group's targets, for all frames in one encoder/decoder pass.
+                       visible: torch.Tensor, max_sequences: int) -> torch.Tensor:
+    """Predictions of one neighbour-count group's targets for all frames, in passes of <= max_sequences sequences.
 
     Args: embedded [B, N, D] (model.embed of all patches); targets [n_t]; visible [n_t, k].
     Returns: float32 [B, n_t, P] (normalised-pixel space).
@@ -90,14 +155,19 @@ def _group_predictions(model: MaskedAutoencoder, embedded: torch.Tensor, targets
     tokens = embedded[:, visible].reshape(b * n_t, k, d)  # [B·n_t, k, D]
     ids_keep = visible.expand(b, n_t, k).reshape(b * n_t, k)  # [B·n_t, k]
     rows = targets.repeat(b)  # [B·n_t], frame-major like tokens
-    pred = model.decode_rows(model.encode(tokens), ids_keep, rows)  # [B·n_t, P]
-    return pred.float().reshape(b, n_t, -1)
+    pred = torch.empty(b * n_t, model.config.patch_dim, device=embedded.device)  # [B·n_t, P]
+    for start in range(0, b * n_t, max_sequences):
+        part = slice(start, start + max_sequences)
+        pred[part] = model.decode_rows(model.encode(tokens[part]), ids_keep[part], rows[part]).float()
+    return pred.reshape(b, n_t, model.config.patch_dim)
 
 
-def surroundings_predictions(model: MaskedAutoencoder, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+def surroundings_predictions(model: MaskedAutoencoder, frames: np.ndarray | torch.Tensor,
+                             max_sequences: int) -> torch.Tensor:
     """Every patch as the MAE rebuilds it from its 8 neighbours only (Fig. 2, second column).
 
-    Args: frames uint8 [B, H, W, C]. Returns: float32 [B, N, P] in normalised-pixel space.
+    Args: frames uint8 [B, H, W, C]; max_sequences decoder sequences per pass.
+    Returns: float32 [B, N, P] in normalised-pixel space.
     """
     device = _device(model)
     groups = [(t.to(device), v.to(device)) for t, v in neighbourhood_groups(model.config.grid)]
@@ -107,51 +177,78 @@ def surroundings_predictions(model: MaskedAutoencoder, frames: np.ndarray | torc
         embedded = model.embed(patchify(imgs, model.config.patch_size))  # [B, N, D]
         pred = torch.empty(len(imgs), model.config.num_patches, model.config.patch_dim, device=device)
         for targets, visible in groups:
-            pred[:, targets] = _group_predictions(model, embedded, targets, visible)
+            pred[:, targets] = _group_predictions(model, embedded, targets, visible, max_sequences)
     return pred
 
 
-def _error_chunk(model: MaskedAutoencoder, imgs: torch.Tensor, groups: list[tuple[torch.Tensor, torch.Tensor]],
-                 dtype: torch.dtype | None) -> torch.Tensor:
-    """Error map of one chunk of frames.
+def error_map(model: MaskedAutoencoder, frames: np.ndarray | torch.Tensor, settings: ErrorMapSettings
+              ) -> torch.Tensor:
+    """Reconstruction error of every patch predicted from its 8 neighbours only (SPEC §4).
 
-    Args: imgs float [B, C, H, W] in [0, 1]. Returns: float32 [B, N].
+    The targets of one neighbour-count group of all frames run as batches of <= settings.max_sequences sequences.
+    E_t = mean over the patch's P values of (prediction - normalised target)² ("normalized"), times the patch's
+    unbiased pixel variance + norm_pix_eps for "raw" (the same error in [0, 1] pixel units).
+    Args: frames uint8 [B, H, W, C].
+    Returns: float32 [B, N] on the model's device, E[b, row·grid + col].
     """
-    patches = patchify(imgs, model.config.patch_size)  # [B, N, P]
-    target = normalized_patches(patches, model.config.norm_pix_eps)  # [B, N, P]
-    errors = torch.empty(patches.shape[:2], dtype=torch.float32, device=imgs.device)  # [B, N]
-    with _autocast(imgs.device, dtype):
-        embedded = model.embed(patches)  # [B, N, D]
-        for targets, visible in groups:
-            pred = _group_predictions(model, embedded, targets, visible)  # [B, n_t, P]
-            errors[:, targets] = ((pred - target[:, targets]) ** 2).mean(dim=-1)
+    device, c = _device(model), model.config
+    groups = [(t.to(device), v.to(device)) for t, v in neighbourhood_groups(c.grid)]
+    with _inference(model):
+        imgs = frames_to_tensor(frames, device)  # [B, C, H, W]
+        _check_images(model, imgs)
+        patches = patchify(imgs, c.patch_size)  # [B, N, P]
+        errors = torch.empty(patches.shape[:2], dtype=torch.float32, device=device)  # [B, N]
+        with _autocast(device, settings.dtype):
+            embedded = model.embed(patches)  # [B, N, D]
+            for targets, visible in groups:
+                pred = _group_predictions(model, embedded, targets, visible, settings.max_sequences)  # [B, n_t, P]
+                errors[:, targets] = patch_errors(pred, patches[:, targets], settings.space, c.norm_pix_eps)
     return errors
 
 
-def error_map(model: MaskedAutoencoder, frames: np.ndarray | torch.Tensor, *,
-              dtype: torch.dtype | None = None, chunk_frames: int | None = None) -> torch.Tensor:
-    """Reconstruction error of every patch predicted from its 8 neighbours only (SPEC §4).
+def patch_errors(pred: torch.Tensor, patches: torch.Tensor, space: str, eps: float) -> torch.Tensor:
+    """E per patch from normalised-pixel predictions (SPEC §4, §12 #4).
 
-    Each neighbour-count group of targets of all frames in a chunk runs as one batch of sequences.
-    Args: frames uint8 [B, H, W, C]; dtype autocast dtype (e.g. torch.bfloat16) or None for fp32;
-        chunk_frames frames per pass (None = all at once).
-    Returns: float32 [B, N] on the model's device, E[b, row·grid + col].
+    normalized: mean_P (pred - t)², t = (x - mean) / sqrt(var + eps) the normalised target;
+    raw: the same error in [0, 1] pixel units, mean_P (pred·sqrt(var + eps) + mean - x)² = normalized x (var + eps).
+    Args: pred [B, n, P] float32; patches [B, n, P] pixels in [0, 1]; space "normalized" | "raw".
+    Returns: [B, n] float32.
     """
-    if chunk_frames is not None and (isinstance(chunk_frames, bool) or chunk_frames < 1):
-        raise ValueError(f"chunk_frames must be a positive integer or None, got {chunk_frames!r}")
-    device = _device(model)
-    count = len(frames)
-    step = chunk_frames or max(count, 1)
-    groups = [(t.to(device), v.to(device)) for t, v in neighbourhood_groups(model.config.grid)]
-    out = []
-    with _inference(model):
-        for start in range(0, count, step):
-            imgs = frames_to_tensor(frames[start:start + step], device)  # [b, C, H, W]
-            _check_images(model, imgs)
-            out.append(_error_chunk(model, imgs, groups, dtype))
-    if not out:
-        return torch.empty(0, model.config.num_patches, device=device)
-    return torch.cat(out)
+    err = ((pred - normalized_patches(patches, eps)) ** 2).mean(dim=-1)
+    if space == "normalized":
+        return err
+    if space == "raw":
+        return err * (patches.var(dim=-1, unbiased=True) + eps)
+    raise ValueError(f"saliency.error_space must be one of {ERROR_SPACES}, got {space!r}")
+
+
+def normalized_maps(model, frames: np.ndarray, batch: int, settings: ErrorMapSettings,
+                    on_batch=None) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised-pixel error maps and patch pixel variances (unbiased) of every frame, `batch` frames per call.
+
+    Returns: (errors [F, N] float32, variances [F, N] float32); raw-space errors are errors x (variance + eps).
+    """
+    normalized = dataclasses.replace(settings, space="normalized")  # raw = these x (variance + eps)
+    errors, variances = [], []
+    for start in range(0, len(frames), batch):
+        chunk = frames[start:start + batch]
+        errors.append(error_map(model, chunk, normalized).cpu().numpy())  # [b, N]
+        patches = patchify(frames_to_tensor(chunk, "cpu"), model.config.patch_size)  # [b, N, P] in [0, 1]
+        variances.append(patches.var(dim=-1, unbiased=True).numpy())  # [b, N]
+        if on_batch is not None:
+            on_batch(len(chunk))
+    n = model.config.num_patches
+    return (np.concatenate(errors) if errors else np.zeros((0, n), np.float32),
+            np.concatenate(variances) if variances else np.zeros((0, n), np.float32))
+
+
+def in_space(errors: np.ndarray, variances: np.ndarray, space: str, eps: float) -> np.ndarray:
+    """Error maps [F, N] in saliency.error_space from normalised errors and patch variances (SPEC §12 #4)."""
+    if space == "normalized":
+        return errors
+    if space == "raw":
+        return errors * (variances + np.float32(eps))
+    raise ValueError(f"saliency.error_space must be 'normalized' or 'raw', got {space!r}")
 
 
 def embed_selected(model: MaskedAutoencoder, frames: np.ndarray | torch.Tensor,

@@ -279,10 +279,14 @@ def all_patches_batched(errors: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     Returns:
         indices [B, N] int64 (each row arange(N)); counts [B] int64 all equal to N.
     """
-    n = _check_batch(errors)
-    b = errors.shape[0]
-    indices = torch.arange(n, dtype=torch.int64, device=errors.device).expand(b, n).clone()
-    return indices, torch.full((b,), n, dtype=torch.int64, device=errors.device)
+    return all_patches_of(errors.shape[0], _check_batch(errors), errors.device)
+
+
+def all_patches_of(batch: int, num_patches: int, device: torch.device | str = "cpu"
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """MAE-All's selection of `batch` frames without any error map: indices [B, N] (rows arange(N)), counts [B] = N."""
+    indices = torch.arange(num_patches, dtype=torch.int64, device=device).expand(batch, num_patches).clone()
+    return indices, torch.full((batch,), num_patches, dtype=torch.int64, device=device)
 
 
 def select_batched(

@@ -35,6 +35,7 @@ class Stage:
     work: str | None = None
     options: Mapping[str, str] = field(default_factory=dict)  # fixed --name value options of every job
     published: bool = False  # writes outside the profile's folders: only the root dvc.yaml declares it
+    mae_inputs: tuple[str, ...] = ()  # gathering inputs that span only the games with an MAE (saliency_games)
 
     @property
     def code(self) -> tuple[str, ...]:
@@ -63,7 +64,7 @@ PRETRAIN_MAE = Stage(
     wildcards=("game",),
     inputs={"frames": COLLECT.outputs["frames"]},
     outputs={"model": "data/{profile}/mae/{game}/model.npz", "loss-csv": "data/{profile}/mae/{game}/loss.csv",
-             "loss-png": "data/{profile}/mae/{game}/loss.png", "run": "data/{profile}/mae/{game}/run.json"},
+             "loss-png": "reports/{profile}/mae_loss/{game}.png", "run": "data/{profile}/mae/{game}/run.json"},
     sections=("mae", "runtime"),
     log="work/{profile}/logs/pretrain_mae/{game}.log",
     work="work/{profile}/mae/{game}",
@@ -197,11 +198,13 @@ REPORT = Stage(
     wildcards=(),
     inputs={"tables": TABLE.outputs["md"], "runs": AGGREGATE.outputs["runs"], "train-run": TRAIN.outputs["run"],
             "collect-run": COLLECT.outputs["run"], "mae-run": PRETRAIN_MAE.outputs["run"],
+            "mae-loss": PRETRAIN_MAE.outputs["loss-png"], "mr": ESTIMATE_MR.outputs["mr"],
             "fig2": SALIENCY_FIGURES.outputs["fig2"], "fig3": SALIENCY_FIGURES.outputs["fig3"],
             "fig8": FIG8.outputs["fig8"], "fig6": FIG6.outputs["figure"], **FIGURES.outputs, "bench": "bench/results"},
     outputs={"report": "reports/{profile}/report.md"},
-    sections=("experiment", "train", "report", "runtime"),
+    sections=("experiment", "train", "saliency", "report", "runtime"),
     log="work/{profile}/logs/report.log",
+    mae_inputs=("mae-run", "mae-loss", "mr", "fig2", "fig3", "fig8", "fig6"),
 )
 
 STAGES: dict[str, Stage] = {s.name: s for s in (COLLECT, PRETRAIN_MAE, ESTIMATE_MR, SALIENCY_FIGURES, FIG8, TRAIN,

@@ -23,7 +23,8 @@ from spirl.seeding import generator
 
 REFERENCE_COLUMNS = ("table", "method", "variant", "regime", "game", "mean", "std", "unit", "source", "note")
 CELL_COLUMNS = ("table", "part", "game", "method", "variant", "regime", "metric", "unit", "n_seeds", "n_expected",
-                "mean", "std", "ci_low", "ci_high", "paper_mean", "paper_std", "paper_source", "status", "note")
+                "mean", "std", "ci_low", "ci_high", "paper_mean", "paper_std", "paper_z", "paper_source", "status",
+                "note")
 TITLES = {
     "table1": "Tab. 1: (left) pre-training time; (right) SPIRL vs MAE-All, 100K average",
     "table2": "Tab. 2: SPIRL vs baselines (100K: average at the end; 400K: best median)",
@@ -164,13 +165,26 @@ def build_table(name: str, params: Params, results: Mapping[tuple, RunResult], r
                                 RunResult((col.variant, col.regime, game, str(s)), "missing", "not read",
                                           row["metric"], math.nan)) for s in range(n)]
             rng = generator(rep.seed, "table", name, col.variant, col.regime, game)
-            rows.append({**row, **measured_cell(runs, n, rep.bootstrap_reps, rep.ci_level, rng)})
+            cell = measured_cell(runs, n, rep.bootstrap_reps, rep.ci_level, rng)
+            rows.append({**row, **cell, "paper_z": paper_z(cell["mean"], row["paper_mean"], row["paper_std"])})
     rows += aggregate_rows(name, params, rows, reference)
     return [{k: _fmt(row.get(k, math.nan)) if k in NUMERIC else row.get(k, "") for k in CELL_COLUMNS}
             for row in rows]
 
 
-NUMERIC = ("mean", "std", "ci_low", "ci_high", "paper_mean", "paper_std")
+NUMERIC = ("mean", "std", "ci_low", "ci_high", "paper_mean", "paper_std", "paper_z")
+PAPER_BAND = 2.0  # a measured mean within the paper's mean ± 2 std (over its seeds) counts as consistent
+
+
+def paper_z(mean: float, paper_mean: float, paper_std: float) -> float:
+    """(measured mean - paper mean) / paper std: how many of the paper's seed stds the measurement lies away.
+
+    NaN when either mean is missing or the paper printed no positive std. |z| <= PAPER_BAND is "within the paper's
+    mean ± 2 std" (a check of fidelity, not a test: with one seed here, a single run can fall outside by chance).
+    """
+    if not (math.isfinite(mean) and math.isfinite(paper_mean) and math.isfinite(paper_std) and paper_std > 0):
+        return math.nan
+    return (mean - paper_mean) / paper_std
 
 
 def aggregate_rows(name: str, params: Params, cells: Sequence[dict], reference: Sequence[Reference]) -> list[dict]:
@@ -277,6 +291,9 @@ def cell_text(c: Mapping) -> str:
         std = f" ({_number(c['paper_std'], unit)})" if has("paper_std") else ""
         label = "reported" if str(c["status"]).startswith("reported") else "paper"
         parts.append(f"{label}: {_number(c['paper_mean'], unit)}{std}")
+    if has("paper_z"):
+        where = "within" if abs(float(c["paper_z"])) <= PAPER_BAND else "outside"
+        parts.append(f"z = {float(c['paper_z']):+.2f}: {where} the paper's mean ± {PAPER_BAND:g} std")
     return "<br>".join(parts)
 
 

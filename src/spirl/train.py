@@ -32,20 +32,21 @@ from spirl.multiseed import StackedAgents
 from spirl.networks import to_gray84
 from spirl.rainbow import per_beta
 from spirl.replay import PrioritizedReplay
-from spirl.saliency import embed_selected, error_map
+from spirl.saliency import ErrorMapSettings, embed_selected, error_map
 from spirl.seeding import derive_seed
-from spirl.selection import select_batched
+from spirl.selection import all_patches_of, select_batched
 
 Represent = Callable[[np.ndarray], np.ndarray]  # frames uint8 [B, H, W, 3] -> reps [B, *spec.shape]
 EnvFactory = Callable[[int, str], AtariEnv]  # (seed, "train" | "eval") -> env; the Atari wrapper by default
 
 
 def make_represent(spec: FrameSpec, params: Params, mae: MaskedAutoencoder | None, k_max: int,
-                   autocast: torch.dtype | None) -> Represent:
+                   settings: ErrorMapSettings | None) -> Represent:
     """The per-frame representation of a variant (computed once per frame, when it arrives).
 
-    embeddings: error map (SPEC §4) -> selection (saliency.selection: dynamic K capped at K_max, fixed K =
-    K_max, or all) -> SPEC §7 embedding, zero-padded to K_max; gray84: grayscale 84x84; rgb96: the frame.
+    embeddings: error map (SPEC §4, computed as `settings` say) -> selection (saliency.selection: dynamic K
+    capped at K_max, fixed K = K_max) -> SPEC §7 embedding, zero-padded to K_max; selection "all" (MAE-All) keeps
+    every patch and computes no error map; gray84: grayscale 84x84; rgb96: the frame.
     """
     if spec.kind == "gray84":
         return to_gray84
@@ -53,9 +54,13 @@ def make_represent(spec: FrameSpec, params: Params, mae: MaskedAutoencoder | Non
         return lambda frames: np.array(frames, dtype=np.uint8)
     sal = params.saliency
 
+    def select(frames: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        if sal.selection == "all":  # every patch in index order, as select_batched's "all": no error map needed
+            return all_patches_of(len(frames), k_max)
+        return select_batched(error_map(mae, frames, settings), sal.selection, k_max, sal.xscale)
+
     def represent(frames: np.ndarray) -> np.ndarray:
-        errors = error_map(mae, frames, dtype=autocast)  # [B, N]
-        indices, counts = select_batched(errors, sal.selection, k_max, sal.xscale)  # [B, K_max], [B]
+        indices, counts = select(frames)  # [B, K_max], [B]
         embeddings = embed_selected(mae, frames, indices, counts, k_max)  # [B, K_max, D]
         return embeddings.cpu().numpy().astype(spec.dtype)
 

@@ -11,7 +11,7 @@ import torch
 
 from spirl.config import REPO_ROOT, load_params
 from spirl.pretrain import new_run, train_epoch
-from spirl.saliency import error_map
+from spirl.saliency import ErrorMapSettings, error_map
 from spirl.selection import dynamic_k
 
 SIZE, PATCH, SPRITE = 48, 8, 8
@@ -61,7 +61,7 @@ def trained_model():
 
 def test_sprites_have_the_largest_errors_and_dynamic_k_keeps_them(trained_model):
     frames, masks = synthetic_frames(16, np.random.default_rng(123))
-    errors = error_map(trained_model, frames).numpy()  # [16, N]
+    errors = error_map(trained_model, frames, ErrorMapSettings("normalized", 4096, None)).numpy()  # [16, N]
     pixels = sprite_pixels_per_patch(masks)
     for i in range(len(frames)):
         sprite = pixels[i] >= PATCH * PATCH // 4  # clearly sprite patches

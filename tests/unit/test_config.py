@@ -136,6 +136,16 @@ def test_cross_references_are_checked(raw):
     bad_table_game = _set(raw, "experiment.tables.table14.games", ["Pong"])
     with pytest.raises(ConfigError, match=r"table14\.games has 'Pong'"):
         C.params_from_dict(bad_table_game)
+    with pytest.raises(ConfigError, match=r"build_tables has 'table9'; allowed: table1, table2"):
+        C.params_from_dict(_set(raw, "experiment.build_tables", ["table2", "table9"]))
+    with pytest.raises(ConfigError, match=r"saliency_games has 'Pong'; allowed: Frostbite"):
+        C.params_from_dict(_set(raw, "experiment.saliency_games", ["Pong"]))
+    # a SPIRL-base run needs its game's MAE: table1 trains spirl on every game
+    no_mae = _set(raw, "experiment.saliency_games", ["Frostbite"])
+    with pytest.raises(ConfigError, match=r"tables\.table1 trains 'spirl' .* no MAE for \['BattleZone', 'MsPacman'"):
+        C.params_from_dict(no_mae)
+    only_der = _set(_set(no_mae, "experiment.build_tables", ["table11"]), "experiment.tables.table11.games", "all")
+    assert C.params_from_dict(only_der).experiment.built_tables == ("table11",)
 
 
 def test_variant_overrides_are_strict(raw):

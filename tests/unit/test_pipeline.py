@@ -76,3 +76,30 @@ def test_code_dependencies_cover_every_module_the_script_imports(name):
     """A change to any library module a job runs must re-run the job in both tools."""
     stage = P.STAGES[name]
     assert _spirl_imports(ROOT / stage.script, set()) <= set(stage.code)
+
+
+def test_desk_profile_plans_exactly_its_slice_of_the_paper():
+    p = params("desk")
+    names = [job.name for job in P.jobs(p)]
+    games = ["Frostbite", "MsPacman", "Seaquest", "BattleZone"]
+    assert names == [*(f"collect-{g}" for g in games), "pretrain_mae-Frostbite", "estimate_mr-Frostbite",
+                     "saliency_figures-Frostbite", "fig8", *(f"train-de_rainbow-100k-{g}-0" for g in games),
+                     "aggregate", "table-table2", "table-table11", "publish-table2", "publish-table11", "figures",
+                     "report"]
+    # the paper's settings: nothing of the method or agent differs from params.yaml but the profile's scope
+    full = params("full")
+    for section in ("atari", "collect", "mae", "saliency", "agent", "replay", "train", "eval", "runtime"):
+        assert getattr(p, section) == getattr(full, section), section
+    report = P.report_job(p)
+    assert report.inputs["mae-run"] == ["data/desk/mae/Frostbite/run.json"]
+    assert report.inputs["mr"] == ["results/desk/mr/Frostbite/mr.json"]
+    assert len(report.inputs["collect-run"]) == 4 and "fig6" not in report.inputs
+    assert P.job_for(p, P.FIG8, {}).inputs == {"mr": ["results/desk/mr/Frostbite/mr.json"]}
+
+
+def test_a_profile_without_mae_games_has_no_mae_jobs():
+    p = dataclasses.replace(params("desk"), experiment=dataclasses.replace(params("desk").experiment,
+                                                                          saliency_games=("Pong",)))
+    stages = {job.stage.name for job in P.jobs(p)}
+    assert not stages & {"pretrain_mae", "estimate_mr", "saliency_figures", "fig8"}
+    assert not set(P.report_job(p).inputs) & {"mae-run", "mae-loss", "mr", "fig2", "fig3", "fig8", "fig6"}

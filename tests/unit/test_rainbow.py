@@ -16,8 +16,8 @@ from spirl.rainbow import (
     double_dqn_target,
     expected_q,
     linear_schedule,
-    per_beta,
     n_step_return,
+    per_beta,
     project_distribution,
     scale_gradient,
     support,
@@ -368,10 +368,10 @@ def test_linear_schedule():
 
 
 def test_per_beta_starts_at_the_first_learning_step():
-    # 100K regime: learning starts after 1,600 random steps; the first update is at env step 1,601, the last at 100K.
+    # 100K regime: 1,600 random steps; the first update is at env step 1,601, the last at 100K.
     assert per_beta(1, 0.4, 1601, 100_000) == 0.4  # the warm-up (beta unused there) stays at the start value
     assert per_beta(1601, 0.4, 1601, 100_000) == 0.4
-    assert per_beta(1601 + 49_199, 0.4, 1601, 100_000) == pytest.approx(0.7, abs=1e-5)  # half way: 49,199 of 98,399 steps
+    assert per_beta(1601 + 49_199, 0.4, 1601, 100_000) == pytest.approx(0.7, abs=1e-5)  # 49,199 of 98,399
     assert per_beta(100_000, 0.4, 1601, 100_000) == 1.0
     # Annealing from env step 0 instead would already be past 0.409 at the first update: the schedule differs.
     assert linear_schedule(1601, 0.4, 1.0, 100_000) > 0.409

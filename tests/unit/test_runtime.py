@@ -13,7 +13,8 @@ import torch
 from spirl import runtime as R
 from spirl.config import ConfigError, RuntimeParams
 
-CPU = RuntimeParams(device="cpu", torch_threads=1, precision="bf16", seeds_per_job=1)
+CPU = RuntimeParams(device="cpu", torch_threads=1, pretrain_precision="bf16", saliency_precision="fp32",
+                    saliency_memory_mb=4096, seeds_per_job=1)
 
 FORK = multiprocessing.get_context("fork")  # the child has torch and spirl loaded already: no import cost
 
@@ -108,7 +109,9 @@ def test_setup_torch_on_cpu_sets_threads_and_claims_nothing(monkeypatch, tmp_pat
     finally:
         torch.set_num_threads(before)
     assert not any(tmp_path.iterdir())
-    assert R.autocast_dtype(CPU, torch.device("cpu")) is None
+    assert R.autocast_dtype(CPU, torch.device("cpu"), "pretrain") is None
+    bf16 = dataclasses.replace(CPU, saliency_precision="bf16")
+    assert R.autocast_dtype(bf16, torch.device("cpu"), "saliency") is None
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
@@ -132,7 +135,12 @@ def test_setup_torch_claims_one_of_several_gpus(monkeypatch, tmp_path):
         device = R.setup_torch(dataclasses.replace(CPU, device="cuda"))
         assert (index, device, chosen) == (0, torch.device("cuda:1"), [1])
         assert R.setup_torch(dataclasses.replace(CPU, device="auto")) == torch.device("cuda:1")  # kept, not re-claimed
-        assert R.autocast_dtype(CPU, device) == torch.bfloat16
+        assert R.autocast_dtype(CPU, device, "pretrain") == torch.bfloat16
+        assert R.autocast_dtype(CPU, device, "saliency") is None  # selection in fp32 unless asked
+        bf16 = dataclasses.replace(CPU, saliency_precision="bf16")
+        assert R.autocast_dtype(bf16, device, "saliency") == torch.bfloat16
+        with pytest.raises(ValueError, match="purpose"):
+            R.autocast_dtype(CPU, device, "eval")
     finally:
         if R._claimed is not None:
             R._claimed[1].close()
@@ -141,3 +149,12 @@ def test_setup_torch_claims_one_of_several_gpus(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     assert R.setup_torch(dataclasses.replace(CPU, device="cuda")) == torch.device("cuda")  # one GPU: unchanged
     assert R._claimed is None
+
+
+def test_committed_defaults_select_in_fp32_and_pretrain_in_bf16_on_a_gpu():
+    from spirl.config import REPO_ROOT, load_params
+
+    runtime = load_params([REPO_ROOT / "params.yaml"]).runtime
+    gpu = torch.device("cuda", 0)  # autocast_dtype only reads the device type
+    assert R.autocast_dtype(runtime, gpu, "saliency") is None
+    assert R.autocast_dtype(runtime, gpu, "pretrain") == torch.bfloat16

@@ -7,7 +7,18 @@ import pytest
 import torch
 
 from spirl.mae import MAEConfig, MaskedAutoencoder, normalized_patches, patchify
-from spirl.saliency import embed_selected, error_map, frames_to_tensor, neighbourhood_groups, surroundings_predictions
+from spirl.saliency import (
+    ErrorMapSettings,
+    decoder_sequence_bytes,
+    embed_selected,
+    error_map,
+    frames_to_tensor,
+    max_sequences_for,
+    neighbourhood_groups,
+    surroundings_predictions,
+)
+
+FP32 = ErrorMapSettings("normalized", 10**6, None)  # effectively one pass per neighbour-count group
 
 
 def _model(img_size: int, seed: int = 0) -> MaskedAutoencoder:
@@ -50,7 +61,7 @@ def _naive_error_map(model: MaskedAutoencoder, frames: np.ndarray) -> torch.Tens
 def test_error_map_equals_naive_reference(img_size, count):
     model = _model(img_size)
     frames = _frames(count, img_size, seed=img_size)
-    fast = error_map(model, frames)
+    fast = error_map(model, frames, FP32)
     assert fast.shape == (count, (img_size // 8) ** 2) and fast.dtype == torch.float32
     naive = _naive_error_map(model, frames)
     assert torch.allclose(fast, naive, atol=1e-5, rtol=1e-5)
@@ -73,10 +84,10 @@ def test_decode_rows_equals_full_decode_row():
 def test_perturbing_one_patch_changes_only_its_3x3_block(row, col):
     model = _model(96, seed=1)
     frames = _frames(1, 96, seed=5)
-    before = error_map(model, frames)[0].reshape(12, 12)
+    before = error_map(model, frames, FP32)[0].reshape(12, 12)
     frames[0, row * 8:(row + 1) * 8, col * 8:(col + 1) * 8] = 0  # patch (row, col) -> red stripes on black
     frames[0, row * 8:(row + 1) * 8:2, col * 8:(col + 1) * 8, 0] = 255
-    after = error_map(model, frames)[0].reshape(12, 12)
+    after = error_map(model, frames, FP32)[0].reshape(12, 12)
     inside = torch.zeros(12, 12, dtype=torch.bool)
     inside[max(row - 1, 0):row + 2, max(col - 1, 0):col + 2] = True
     change = (after - before).abs()
@@ -88,22 +99,23 @@ def test_perturbing_one_patch_changes_only_its_3x3_block(row, col):
 def test_batching_and_chunking_do_not_change_the_map():
     model = _model(48, seed=2)
     frames = _frames(5, 48, seed=6)
-    whole = error_map(model, frames)
-    single = torch.cat([error_map(model, frames[b:b + 1]) for b in range(5)])
+    whole = error_map(model, frames, FP32)
+    single = torch.cat([error_map(model, frames[b:b + 1], FP32) for b in range(5)])
     assert torch.allclose(whole, single, atol=1e-6, rtol=1e-6)
-    for chunk in (1, 2, 5, 8):
-        assert torch.allclose(error_map(model, frames, chunk_frames=chunk), whole, atol=1e-6, rtol=1e-6)
-    assert torch.allclose(error_map(model, torch.from_numpy(frames)), whole, atol=0, rtol=0)
-    assert error_map(model, frames[:0]).shape == (0, 36)
+    for chunk in (1, 2, 5, 8, 36 * 5 + 1):  # decoder sequences per pass: one, a few, a frame's worth and more
+        budgeted = ErrorMapSettings("normalized", chunk, None)
+        assert torch.allclose(error_map(model, frames, budgeted), whole, atol=1e-6, rtol=1e-6)
+    assert torch.allclose(error_map(model, torch.from_numpy(frames), FP32), whole, atol=0, rtol=0)
+    assert error_map(model, frames[:0], FP32).shape == (0, 36)
 
 
 def test_error_map_bf16_is_close_and_mode_is_restored():
     model = _model(32, seed=4)
     frames = _frames(2, 32, seed=7)
     model.train()
-    fp32 = error_map(model, frames)
+    fp32 = error_map(model, frames, FP32)
     assert model.training  # previous mode restored
-    bf16 = error_map(model, frames, dtype=torch.bfloat16)
+    bf16 = error_map(model, frames, ErrorMapSettings('normalized', 10**6, torch.bfloat16))
     assert bf16.dtype == torch.float32
     assert torch.allclose(bf16, fp32, rtol=0.1, atol=0.05)
 
@@ -112,7 +124,7 @@ def test_flat_frame_has_zero_targets():
     # a flat frame: every normalised target is 0, so E_t = mean(pred²) >= 0 and the map is finite
     model = _model(32, seed=5)
     frames = np.full((1, 32, 32, 3), 77, dtype=np.uint8)
-    errors = error_map(model, frames)
+    errors = error_map(model, frames, FP32)
     with torch.no_grad():
         patches = patchify(frames_to_tensor(frames, "cpu"), 8)
     assert torch.equal(normalized_patches(patches, 1e-6), torch.zeros_like(patches))
@@ -190,9 +202,9 @@ def test_error_map_is_the_mse_of_the_surroundings_predictions():
     model = MaskedAutoencoder(MAEConfig(img_size=32), generator=torch.Generator().manual_seed(4))
     frames = np.random.default_rng(5).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
     target = normalized_patches(patchify(frames_to_tensor(frames, "cpu"), 8), model.config.norm_pix_eps)
-    pred = surroundings_predictions(model, frames)  # [3, 16, 192]
+    pred = surroundings_predictions(model, frames, 10**6)  # [3, 16, 192]
     assert pred.shape == (3, 16, 192)
-    torch.testing.assert_close(((pred - target) ** 2).mean(-1), error_map(model, frames), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(((pred - target) ** 2).mean(-1), error_map(model, frames, FP32), atol=1e-6, rtol=1e-5)
 
 
 def test_benchmark_reference_equals_error_map():
@@ -201,4 +213,75 @@ def test_benchmark_reference_equals_error_map():
     model = MaskedAutoencoder(MAEConfig(img_size=32), generator=torch.Generator().manual_seed(6))
     frames = np.random.default_rng(7).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
     reference = torch.stack([error_map_reference(model, f) for f in frames])
-    torch.testing.assert_close(reference, error_map(model, frames), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(reference, error_map(model, frames, FP32), atol=1e-5, rtol=1e-5)
+
+
+def test_raw_error_space_is_the_mse_in_pixel_units():
+    # raw E = mean_P (pred * sqrt(var + eps) + mean - x)^2 with the patch's own (unbiased) statistics, by hand
+    model = _model(32, seed=8)
+    frames = _frames(2, 32, seed=9)
+    frames[0, :8, :8] = 40  # one flat patch: its raw error is ~0 whatever the prediction
+    patches = patchify(frames_to_tensor(frames, "cpu"), 8)  # [2, 16, 192]
+    mean, var = patches.mean(-1, keepdim=True), patches.var(-1, keepdim=True, unbiased=True)
+    pred = surroundings_predictions(model, frames, 10**6)  # normalised-pixel space
+    by_hand = ((pred * (var + 1e-6).sqrt() + mean - patches) ** 2).mean(-1)
+    raw = error_map(model, frames, ErrorMapSettings("raw", 10**6, None))
+    torch.testing.assert_close(raw, by_hand, atol=1e-7, rtol=1e-4)
+    torch.testing.assert_close(raw, error_map(model, frames, FP32) * (var[..., 0] + 1e-6), atol=1e-8, rtol=1e-5)
+    assert raw[0, 0] < 1e-5 < raw[1, 0]
+    with pytest.raises(ValueError, match="error_space"):
+        ErrorMapSettings("pixels", 10, None)
+
+
+def test_a_pass_never_exceeds_its_sequence_budget(monkeypatch):
+    """Every decoder call of an error map (and of Fig. 2's predictions) holds <= max_sequences sequences, and the
+    budgeted map equals one unbudgeted call: values to 1e-6, dynamic-K selections identical."""
+    from spirl.selection import dynamic_k_batched
+
+    model = _model(48, seed=10)
+    frames = _frames(6, 48, seed=11)  # 6 frames x 36 targets = 216 decoder sequences
+    whole = error_map(model, frames, FP32)
+    sizes = []
+    original = MaskedAutoencoder.decode_rows
+
+    def spy(self, latent, ids_keep, rows):
+        sizes.append(len(latent))
+        return original(self, latent, ids_keep, rows)
+
+    monkeypatch.setattr(MaskedAutoencoder, "decode_rows", spy)
+    for budget in (1, 7, 50):
+        sizes.clear()
+        budgeted = error_map(model, frames, ErrorMapSettings("normalized", budget, None))
+        assert max(sizes) <= budget and sum(sizes) == 6 * 36
+        torch.testing.assert_close(budgeted, whole, atol=1e-6, rtol=1e-6)
+        assert torch.equal(dynamic_k_batched(budgeted, 20, 1.0)[0], dynamic_k_batched(whole, 20, 1.0)[0])
+        sizes.clear()
+        surroundings_predictions(model, frames, budget)
+        assert max(sizes) <= budget and sum(sizes) == 6 * 36
+
+
+def test_sequence_budget_from_memory():
+    paper = MAEConfig()  # Tab. 4 at 96x96: 145 tokens of width 128, 8 heads, MLP ratio 4
+    assert decoder_sequence_bytes(paper) == 4 * (145 * 128 * 16 + 2 * 8 * 145 * 145) == 2_533_440
+    assert max_sequences_for(paper, 4096) == 4096 * 2**20 // 2_533_440 == 1695  # ~11.8 frames of 144 targets
+    assert max_sequences_for(paper, 3) == 1
+    with pytest.raises(ValueError, match="saliency_memory_mb = 2 holds no decoder sequence"):
+        max_sequences_for(paper, 2)
+    with pytest.raises(ValueError, match="max_sequences"):
+        ErrorMapSettings("normalized", 0, None)
+
+
+def test_normalized_maps_give_both_error_spaces():
+    from spirl.saliency import in_space, normalized_maps
+
+    model = _model(32, seed=12)
+    frames = _frames(5, 32, seed=13)
+    calls = []
+    errors, variances = normalized_maps(model, frames, 2, FP32, on_batch=calls.append)  # 3 calls: 2, 2, 1 frames
+    assert calls == [2, 2, 1] and errors.shape == variances.shape == (5, 16) and errors.dtype == np.float32
+    np.testing.assert_allclose(in_space(errors, variances, "normalized", 1e-6), error_map(model, frames, FP32).numpy(),
+                               rtol=1e-6, atol=1e-7)
+    raw = error_map(model, frames, ErrorMapSettings("raw", 10**6, None)).numpy()
+    np.testing.assert_allclose(in_space(errors, variances, "raw", 1e-6), raw, rtol=1e-5, atol=1e-9)
+    with pytest.raises(ValueError, match="error_space"):
+        in_space(errors, variances, "pixels", 1e-6)

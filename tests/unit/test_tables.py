@@ -313,3 +313,13 @@ def test_make_tables_script_wrong_number_of_runs(tmp_path):
     assert proc.returncode != 0
     assert "table14" in proc.stderr
     assert not (tmp_path / "table14.csv").exists()
+
+
+def test_paper_z_places_a_measurement_in_the_papers_spread():
+    from spirl.tables import paper_z
+
+    assert paper_z(943.4, 1015.2, 124.3) == pytest.approx((943.4 - 1015.2) / 124.3)  # -0.578: within 2 std
+    assert paper_z(1300.0, 341.4, 277.8) == pytest.approx(3.4507, abs=1e-4)  # outside
+    assert math.isnan(paper_z(5.0, 254.7, math.nan))  # the paper printed no std (SimPLe)
+    assert math.isnan(paper_z(math.nan, 341.4, 277.8))  # nothing measured
+    assert math.isnan(paper_z(5.0, 1.0, 0.0))

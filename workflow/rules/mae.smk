@@ -56,8 +56,8 @@ rule saliency_figures:
 
 rule fig8:
     input:
+        unpack(stage_inputs(pipeline.FIG8)),
         code=pipeline.FIG8.code,
-        **stage_job(pipeline.FIG8).inputs,
     output:
         **stage_job(pipeline.FIG8).outputs,
     log:
