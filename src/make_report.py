@@ -31,6 +31,33 @@ def image_lines(paths: list[Path], report_dir: Path, caption: str) -> list[str]:
     return [f"![{caption}: {p.stem}]({os.path.relpath(p, report_dir)})" for p in paths]
 
 
+PARTS = ("env", "represent", "act", "replay", "learn", "eval", "checkpoint")
+
+
+def run_section(status: list[dict], records: dict) -> list[str]:
+    """One row per run: its final metric, wall hours over every process that trained it, by part, the learner's
+    updates/s and peak host memory (from its run.json)."""
+    lines = ["## Runs", "", "| run | status | metric | score | wall hours | " + " | ".join(PARTS)
+             + " (hours) | updates/s | peak host MiB | device |", "|---" * (9 + len(PARTS)) + "|"]
+    for row in status:
+        rec = records.get(tuple(row[f] for f in RUN_FIELDS))
+        name = f"{row['variant']} {row['regime']} {row['game']} seed {row['seed']}"
+        score = f"{float(row['score']):.1f}" if row["score"] != "" else "—"
+        if rec is None:
+            lines.append(f"| {name} | {row['status']} | {row['metric']} | {score} |" + " |" * (5 + len(PARTS)))
+            continue
+        total, parts = rec.get("wall_time_total_s"), rec.get("timing_total_s")
+        note = "" if total is not None else " (last process only)"
+        total, parts = (total, parts) if total is not None else (rec["wall_time_s"], rec["timing_s"])
+        hours = [f"{parts.get(p, 0.0) / 3600:.3f}" for p in PARTS]
+        lines.append(f"| {name} | {row['status']} | {row['metric']} | {score} | {total / 3600:.2f}{note} | "
+                     + " | ".join(hours) + f" | {rec['updates_per_s']:.1f} | "
+                     f"{rec.get('peak_memory_mb', {}).get('host', '—')} | {device_name(rec)} |")
+    return [*lines, "", "Parts: the group's clock (a job of several seeds shares it); wall hours are this seed's "
+            "share. Scores: final_mean = mean of the last evaluation's episodes; best_median = max over "
+            "evaluation points of the median.", ""]
+
+
 def saliency_section(mae_runs: list[Path], losses: list[Path], mrs: list[Path], report_dir: Path) -> list[str]:
     """The MAE pre-training of each game (epochs, frames, final loss, hours, loss curve) and its mr estimate
     (uncapped dynamic-K statistics, mr*, coverage) beside the paper's mr* and adopted mr (SPEC §3, §6)."""
@@ -105,6 +132,7 @@ def main() -> None:
         lines.append(f"| {table} | {est['runs']} | {est['matched']} | {hours} | {est['devices'] or '—'} |")
     lines += ["", "Runs without a benchmark of the same profile, base method and regime are not estimated; "
               "GPU benchmarks of the paper profile come from `bench/run.py` on a GPU.", ""]
+    lines += run_section(status, records)
     lines += saliency_section(args.in_mae_run, args.in_mae_loss, args.in_mr, args.out_report.parent)
     lines += ["## Tables", ""]
     for path in args.in_tables:

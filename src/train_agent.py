@@ -53,6 +53,21 @@ def parse_args():
     return args
 
 
+def total_time(run: TrainingRun, resumed: bool, wall_s: float, timing: dict[str, float], group_size: int) -> dict:
+    """The run's wall time over every process that trained it (a resumed run: the ones before too), by part.
+
+    Adds this process's wall_s and timing to what the resumed checkpoint recorded of the earlier processes (up to
+    that checkpoint). wall_time_total_s is this seed's share of the group's wall time, like wall_time_s. A run
+    resumed from a checkpoint written before elapsed time was recorded has no total (None).
+    """
+    if resumed and not run.prior_s:
+        return {"wall_time_total_s": None, "timing_total_s": None}
+    prior = dict(run.prior_s)
+    wall = prior.pop("wall", 0.0) + wall_s
+    parts = {k: prior.get(k, 0.0) + timing.get(k, 0.0) for k in dict.fromkeys([*prior, *timing])}
+    return {"wall_time_total_s": wall / group_size, "timing_total_s": parts}
+
+
 def main() -> None:
     args = parse_args()
     log = setup_logging("train_agent", args.log)
@@ -102,7 +117,7 @@ def main() -> None:
             extra={"base": base, "k_max": k_max, "mr": mr, "resumed": resumed[i], "updates": run.agent.updates,
                    "online_env_steps": run.online_steps, "timing_s": timing, "device_used": str(device),
                    "updates_per_s": len(runs) * run.agent.updates / max(timing.get("learn", 0.0), 1e-9),
-                   "job": job},
+                   "job": job, **total_time(run, resumed[i], wall_s, timing, len(runs))},
         ))
 
 if __name__ == "__main__":

@@ -51,6 +51,18 @@ def device_info() -> dict[str, Any]:
     return info
 
 
+def peak_memory_mb() -> dict[str, float]:
+    """Peak resident host memory of this process and the peak GPU memory torch allocated, in MiB (the GPU entry
+    only where torch is loaded and sees CUDA)."""
+    import resource
+
+    out = {"host": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}  # Linux: ru_maxrss in KiB
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        out["gpu"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return out
+
+
 def provenance() -> dict[str, Any]:
     """Where and with what a result was made: device, library versions, UTC time, git commit."""
     return {"device": device_info(), "versions": library_versions(), "git_commit": git_commit(),
@@ -81,6 +93,7 @@ def run_record(*, stage: str, params: Mapping[str, Any], wildcards: Mapping[str,
         "command": [sys.executable, *sys.argv],
         "finished_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "wall_time_s": round(wall_time_s, 3),
+        "peak_memory_mb": peak_memory_mb(),
     }
     record.update(extra or {})
     return record

@@ -10,9 +10,10 @@ from spirl.config import Params
 
 
 def stage_hours(records: Sequence[Mapping | None]) -> tuple[float, int]:
-    """Sum of the jobs' wall times in hours, and how many jobs have a record (run.json)."""
+    """Sum of the jobs' wall times in hours (over every process of a resumed run, where recorded), and how many
+    jobs have a record (run.json)."""
     done = [r for r in records if r and "wall_time_s" in r]
-    return sum(float(r["wall_time_s"]) for r in done) / 3600.0, len(done)
+    return sum(float(r.get("wall_time_total_s") or r["wall_time_s"]) for r in done) / 3600.0, len(done)
 
 
 def bench_run_times(folder: Path, params: Params) -> dict[tuple[str, str], tuple[float, str]]:

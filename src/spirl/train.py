@@ -109,6 +109,8 @@ class RunState:
     progress: list[dict] = field(default_factory=list)
     evals: list[dict] = field(default_factory=list)
     stack: np.ndarray | None = None  # [F, *rep shape]: the current observation
+    elapsed_s: dict | None = None  # wall seconds by part and in all ("wall") of every process before this one's
+    #                                last checkpoint (None: none recorded, e.g. a checkpoint from before this field)
 
 
 class TrainingRun:
@@ -131,6 +133,8 @@ class TrainingRun:
             params.replay.new_priority, params.replay.is_weight_norm, self.replay_rng)
         self.state = RunState()
         self.clock = Stopwatch()
+        self.prior_s: dict[str, float] = {}  # elapsed_s of the checkpoint this process resumed from
+        self.started = time.perf_counter()
         self.learn_start = params.train.learn_start_env_steps
         if prefill is not None:  # DE-Rainbow-P: the pre-training transitions replace the random warm-up
             terminals = prefill["terminals"].copy()
@@ -223,8 +227,14 @@ class TrainingRun:
 
     # --- checkpoints --------------------------------------------------------------------------------
 
+    def elapsed(self) -> dict[str, float]:
+        """Wall seconds by part (the group's clock) and in all ("wall"), over every process of this run so far."""
+        now = {**self.clock.seconds, "wall": time.perf_counter() - self.started}
+        return {k: self.prior_s.get(k, 0.0) + now.get(k, 0.0) for k in dict.fromkeys([*self.prior_s, *now])}
+
     def save(self, path: Path) -> None:
         """Everything needed to continue exactly, written atomically."""
+        self.state.elapsed_s = self.elapsed()
         state = {"key": self.key, "agent": self.agent.state_dict(), "replay": self.replay.state_dict(),
                  "env": self.env.get_state(), "rng": self.rng.bit_generator.state,
                  "replay_rng": self.replay_rng.bit_generator.state, "run": self.state,
@@ -245,6 +255,7 @@ class TrainingRun:
         self.rng.bit_generator.state = state["rng"]
         self.replay_rng.bit_generator.state = state["replay_rng"]
         self.state, self.learn_start = state["run"], state["learn_start"]
+        self.prior_s = dict(getattr(self.state, "elapsed_s", None) or {})
         return True
 
 

@@ -68,6 +68,9 @@ def test_same_seed_gives_identical_bytes(inputs, tmp_path, variant):
                                                                          for p in evals["points"])
     record = json.loads((tmp_path / "a" / "run.json").read_text())
     assert record["updates"] == 120 and record["resumed"] is False  # one update per step after 40 random steps
+    assert record["wall_time_total_s"] == pytest.approx(record["wall_time_s"], abs=1e-3)  # not resumed: one process
+    assert record["peak_memory_mb"]["host"] > 100
+    assert record["timing_total_s"]["learn"] == pytest.approx(record["timing_s"]["learn"])
     with np.load(tmp_path / "a" / "weights.npz") as weights:
         assert any(k.startswith("head.") for k in weights.files)
 
@@ -88,7 +91,11 @@ def test_killed_run_resumes_to_identical_bytes(inputs, tmp_path):
     assert checkpoint.exists() and not (out / "eval.json").exists()
     resumed = run(inputs, out, "de_rainbow")
     assert resumed == straight
-    assert json.loads((out / "run.json").read_text())["resumed"] is True
+    record = json.loads((out / "run.json").read_text())
+    assert record["resumed"] is True
+    # the total counts the killed process up to its checkpoint too: more than the resumed process's own time
+    assert record["timing_total_s"]["env"] > record["timing_s"]["env"]
+    assert record["wall_time_total_s"] > record["wall_time_s"]
 
 
 def test_seeds_in_one_job_write_the_files_of_single_seed_jobs(inputs, tmp_path):
