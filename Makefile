@@ -15,7 +15,8 @@ export PYTHONHASHSEED := 0
 SMK_PROFILE_ARGS := $(if $(filter full,$(PROFILE)),,--configfile conf/$(PROFILE).yaml)
 DVC_FILE := $(if $(filter full,$(PROFILE)),dvc.yaml,pipelines/$(PROFILE)/dvc.yaml)
 
-.PHONY: setup smoke test lint dvc-yaml sync-dvc sync-smk dvc-smoke bench-env clean-smoke tables-now
+.PHONY: setup smoke test lint dvc-yaml sync-dvc sync-smk dvc-smoke bench-env clean-smoke tables-now desk desk-evidence \
+	rehearsal
 
 setup: $(VENV)/.installed
 
@@ -29,6 +30,26 @@ $(VENV)/.installed: pyproject.toml
 
 smoke: setup
 	snakemake -j$(JOBS) --configfile conf/smoke.yaml
+
+# The desk profile (conf/desk.yaml): the paper's settings on the slice two CPU cores finish in a few hours (resumable:
+# run it again after an interruption), then its tables and run records copied next to its report (committed).
+desk: setup
+	snakemake -j$(JOBS) --configfile conf/desk.yaml
+	$(MAKE) desk-evidence
+
+# reports/desk/ is committed evidence: the report and figures (DAG outputs) plus copies of the tables, the per-run
+# eval.json/progress.csv/run.json, the mr estimate and the MAE's loss and run records (never frames or weights).
+desk-evidence:
+	mkdir -p reports/desk/results reports/desk/data
+	cd results/desk && find . -name eval.json -o -name progress.csv -o -name run.json -o -name mr.json \
+		-o -path './tables/*' -o -name runs.csv | xargs -r cp --parents -t ../../reports/desk/results
+	cd data/desk && find . -path './mae/*' \( -name loss.csv -o -name run.json \) -o -path './frames/*' -name run.json \
+		| xargs -r cp --parents -t ../../reports/desk/data
+
+# Every stage and variant of the paper profile at its paper shape on a slice of its work (conf/rehearsal.yaml):
+# per-part times, peak memory and full-run hours on this machine -> bench/results/rehearsal-<device>.json. Not in CI.
+rehearsal: setup
+	$(PY) bench/rehearsal.py
 
 test: setup
 	ruff check src tests bench

@@ -12,56 +12,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from spirl.cli import base_parser, setup_logging
 from spirl.config import load_params, to_plain
 from spirl.io import write_json, write_npz
+from spirl.mr import candidates, summarize_ks, uncapped_ks
 from spirl.pretrain import load_model
 from spirl.runinfo import run_record
 from spirl.runtime import setup_torch
 from spirl.saliency import error_map_settings, in_space, normalized_maps
-from spirl.selection import dynamic_k_batched, k_max_from_ratio, k_ratio_histogram, mr_star
-
-
-def uncapped_ks(errors: np.ndarray, xscale: float) -> np.ndarray:
-    """K of dynamic K without a cap (K_max = N) for every frame's error map [F, N] -> [F] int64."""
-    if not len(errors):
-        return np.zeros(0, np.int64)
-    return dynamic_k_batched(torch.from_numpy(errors), errors.shape[1], xscale)[1].numpy().astype(np.int64)
-
-
-def candidates(errors: np.ndarray, variances: np.ndarray, params, game: str, eps: float) -> list[dict]:
-    """mr* and K statistics under each cheap variation of the rule (the error's space x the slope's xscale):
-    what each of SPEC §12 #4 and #5 contributes to K, from the same error maps."""
-    out = []
-    for space in ("normalized", "raw"):
-        for xscale in (1.0, 2.0):
-            ks = uncapped_ks(in_space(errors, variances, space, eps), xscale)
-            summary = summarize_ks(ks, errors.shape[1], game, params)
-            out.append({"error_space": space, "xscale": xscale,
-                        **{k: summary[k] for k in ("mr_star", "coverage_at_mr_star", "k_mean", "k_median",
-                                                    "k_min_seen", "k_max_seen", "coverage_at_paper_adopted")}})
-    return out
-
-
-def summarize_ks(ks: np.ndarray, n: int, game: str, params) -> dict:
-    """mr*, its coverage, the histogram, and the published ratios for comparison."""
-    sal = params.saliency
-    edges, counts = k_ratio_histogram(ks, n, sal.mr_grid_step)
-    star, coverage = mr_star(ks, n, sal.mr_grid_step, sal.mr_coverage)
-    paper = sal.paper_mr[game]
-    return {
-        "game": game, "n_frames": int(len(ks)), "num_patches": n,
-        "mr_star": star, "coverage_at_mr_star": coverage,
-        "mr_paper_adopted": paper, "k_max_paper_adopted": k_max_from_ratio(n, paper),
-        "coverage_at_paper_adopted": float(np.mean(ks <= k_max_from_ratio(n, paper))),
-        "mr_star_paper": sal.paper_mr_star[game],
-        "bin_edges": [float(e) for e in edges], "counts": [int(c) for c in counts],
-        "k_mean": float(ks.mean()), "k_median": float(np.median(ks)), "k_max_seen": int(ks.max()),
-        "k_min_seen": int(ks.min()),
-    }
 
 
 def main() -> None:

@@ -43,6 +43,9 @@ from spirl.stages import (  # re-exported: the rules and tests use pipeline.TRAI
 )
 
 PARAMS_FILE = "params.yaml"
+# Profiles whose reports/<profile>/ folder is committed to git as evidence a reader sees without running anything
+# (DVC still runs and locks those outputs, but with `cache: false`: tracked by git, not by DVC's cache).
+EVIDENCE_PROFILES = ("desk",)
 
 
 def overlay_file(profile: str) -> str:
@@ -337,7 +340,9 @@ def dvc_document(params: Params, overlay: Mapping) -> dict:
         overlay_sections = [s for s in job.sections if _has_key(overlay, s)]
         if overlay_sections:
             stage["params"].append({overlay_file(profile): overlay_sections})
-        stage["outs"] = list(job.outputs.values())
+        evidence = f"reports/{profile}/" if profile in EVIDENCE_PROFILES else None
+        stage["outs"] = [{path: {"cache": False}} if evidence and path.startswith(evidence) else path
+                         for path in job.outputs.values()]
         stages[job.name] = stage
     return {"stages": stages}
 

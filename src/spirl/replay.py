@@ -252,6 +252,12 @@ class PrioritizedReplay:
         """The sum tree (read it; write through the buffer only)."""
         return self._tree
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the buffer's arrays at full capacity (allocated up front; pages are touched as rows arrive)."""
+        tree = sum(v.nbytes for v in self._tree.state_dict().values())
+        return tree + sum(getattr(self, f"_{name}").nbytes for name in _ARRAYS)
+
     def __len__(self) -> int:
         """Rows stored, min(appended, capacity) (valid or not)."""
         return min(self._count, self._capacity)

@@ -17,11 +17,21 @@ def stage_hours(records: Sequence[Mapping | None]) -> tuple[float, int]:
 
 
 def bench_run_times(folder: Path, params: Params) -> dict[tuple[str, str], tuple[float, str]]:
-    """(variant, regime) -> (wall seconds, device) of the bench/run.py results made with this profile.
+    """(variant, regime) -> (wall seconds, device) of a whole run of this profile, from the benchmarks.
 
-    A result belongs to the profile when its settings' params files end with conf/<profile>.yaml.
+    bench/run.py results (run-*.json, a whole run measured) belong to the profile when their settings' params
+    files end with conf/<profile>.yaml; bench/rehearsal.py results (rehearsal-*.json) add their extrapolated
+    run hours for the profile they extrapolate to, where no measured run exists.
     """
     out = {}
+    for path in sorted(Path(folder).glob("rehearsal-*.json")):
+        doc = json.loads(path.read_text())
+        if Path(str(doc.get("settings", {}).get("extrapolated_to", ["", ""])[-1])).stem != params.experiment.profile:
+            continue
+        for run in doc.get("runs", []):
+            if run.get("extrapolated_total_hours") is not None:
+                device = f"{run['torch_device']} ({doc.get('device', {}).get('cpu_count', '?')} cores), rehearsal"
+                out[(run["variant"], run["regime"])] = (3600.0 * run["extrapolated_total_hours"], device)
     for path in sorted(Path(folder).glob("run-*.json")):
         doc = json.loads(path.read_text())
         settings = doc.get("settings", {})

@@ -18,7 +18,7 @@ from spirl.pipeline import STAGES, dvc_file, param_files, table_runs
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PYTHONHASHSEED": "0"}
-PROFILES = ["full", "smoke"]
+PROFILES = ["full", "smoke", "desk"]
 
 
 def _run(args: list[str], cwd: Path = ROOT) -> subprocess.CompletedProcess:

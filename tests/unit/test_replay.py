@@ -371,3 +371,10 @@ def test_state_dict_round_trip_samples_identically():
         restored.append(_frame(step, (6, 6), np.uint8), 1, 1.0, step == 4)
     with pytest.raises(ValueError):
         _buffer(50, 4, 6, new_priority="max").load_state_dict(saved)  # another n_step
+
+
+def test_nbytes_counts_the_full_capacity():
+    buf = _buffer(100, 4, 3, shape=(5, 64), dtype=np.float16)
+    base = 128  # the sum tree's leaves: the next power of two
+    expected = 100 * (5 * 64 * 2 + 8 + 4 + 1 + 8) + 3 * 2 * base * 8  # frames, actions, rewards, terminals, priorities
+    assert buf.nbytes == expected  # before any row is written

@@ -50,3 +50,18 @@ def test_estimate_uses_the_variant_then_its_base_method_and_counts_the_rest(tmp_
 def test_no_benchmark_of_the_profile_means_nothing_is_estimated(tmp_path, smoke):
     est = estimate_hours(table_runs(smoke, "table14"), bench_run_times(tmp_path, smoke), smoke)
     assert (est["runs"], est["matched"], est["hours"], est["devices"]) == (3, 0, 0.0, "")
+
+
+def test_rehearsal_extrapolations_fill_in_where_no_run_was_measured(tmp_path, smoke):
+    runs = [{"variant": "spirl", "regime": "400k", "torch_device": "cpu", "extrapolated_total_hours": 2.5},
+            {"variant": "spirl", "regime": "100k", "torch_device": "cpu", "extrapolated_total_hours": 9.0},
+            {"variant": "mae_all", "regime": "100k", "torch_device": "cpu", "extrapolated_total_hours": None}]
+    (tmp_path / "rehearsal-cpu.json").write_text(json.dumps({
+        "bench": "rehearsal", "settings": {"extrapolated_to": ["params.yaml", "conf/smoke.yaml"]}, "runs": runs,
+        "device": {"cpu_count": 2}}))
+    (tmp_path / "rehearsal-other.json").write_text(json.dumps({  # extrapolated to another profile: ignored
+        "settings": {"extrapolated_to": ["params.yaml", "conf/full.yaml"]}, "runs": [{**runs[0], "regime": "x"}]}))
+    _bench(tmp_path, "run-spirl-smoke.json", ["params.yaml", "conf/smoke.yaml"], "spirl", "100k", 360.0)
+    bench = bench_run_times(tmp_path, smoke)
+    assert bench == {("spirl", "400k"): (9000.0, "cpu (2 cores), rehearsal"),  # no run measured: the rehearsal's
+                     ("spirl", "100k"): (360.0, "cpu (16 cores)")}  # a whole run measured beats an extrapolation
