@@ -4,6 +4,7 @@
 #   bash bench/gpu_session.sh mae     # Seaquest: frames, the 50-epoch MAE and mr (the real DAG jobs)
 #   bash bench/gpu_session.sh spirl   # one whole SPIRL 100K run on Seaquest, split into its parts
 #   bash bench/gpu_session.sh der     # one whole DE-Rainbow 100K run on Seaquest
+#   bash bench/gpu_session.sh rehearsal  # every stage and variant at paper shape on a slice (conf/rehearsal.yaml)
 #   bash bench/gpu_session.sh plan    # print the commands of the mae step (no GPU needed)
 # A run not done after 9 minutes is stopped and reported as unfinished, with its pace extrapolated.
 # Results: bench/results/*-<tag>.json (tag = the GPU's name) and, if $OUT is set, copies there.
@@ -52,5 +53,8 @@ for stage in (pipeline.COLLECT, pipeline.PRETRAIN_MAE, pipeline.ESTIMATE_MR):
     python bench/run.py --variant $variant --regime 100k --game $game $extra --max-seconds 540 \
       --out $res/run-$variant-full-$tag.json --keep $res/run-$variant-100k-$game-$tag
     keep $res/run-$variant-full-$tag.json $res/run-$variant-100k-$game-$tag/eval.json ;;
-  *) echo "usage: $0 micro|mae|spirl|der|plan" >&2; exit 2 ;;
+  rehearsal)
+    python bench/rehearsal.py --out $res/rehearsal-$tag.json
+    keep $res/rehearsal-$tag.json ;;
+  *) echo "usage: $0 micro|mae|spirl|der|rehearsal|plan" >&2; exit 2 ;;
 esac
