@@ -143,22 +143,31 @@ def _check_images(model: MaskedAutoencoder, imgs: torch.Tensor) -> None:
                          f"({c.in_chans}, {c.img_size}, {c.img_size})")
 
 
+def _pair_predictions(model: MaskedAutoencoder, embedded: torch.Tensor, frame_idx: torch.Tensor,
+                      targets: torch.Tensor, visible: torch.Tensor, max_sequences: int) -> torch.Tensor:
+    """Predictions of S (frame, target) pairs with equal neighbour counts, in passes of <= max_sequences sequences.
+
+    Args: embedded [B, N, D] (model.embed of all patches); frame_idx [S]; targets [S] patch indices; visible [S, k]
+        each target's neighbours (ascending).
+    Returns: float32 [S, P] (normalised-pixel space).
+    """
+    tokens = embedded[frame_idx[:, None], visible]  # [S, k, D]
+    pred = torch.empty(len(targets), model.config.patch_dim, device=embedded.device)  # [S, P]
+    for start in range(0, len(targets), max_sequences):
+        part = slice(start, start + max_sequences)
+        pred[part] = model.decode_rows(model.encode(tokens[part]), visible[part], targets[part]).float()
+    return pred
+
+
 def _group_predictions(model: MaskedAutoencoder, embedded: torch.Tensor, targets: torch.Tensor,
                        visible: torch.Tensor, max_sequences: int) -> torch.Tensor:
-    """Predictions of one neighbour-count group's targets for all frames, in passes of <= max_sequences sequences.
+    """Predictions of one neighbour-count group's targets for all frames (frame-major sequences).
 
-    Args: embedded [B, N, D] (model.embed of all patches); targets [n_t]; visible [n_t, k].
-    Returns: float32 [B, n_t, P] (normalised-pixel space).
+    Args: embedded [B, N, D]; targets [n_t]; visible [n_t, k]. Returns: float32 [B, n_t, P].
     """
-    b, _, d = embedded.shape
-    n_t, k = visible.shape
-    tokens = embedded[:, visible].reshape(b * n_t, k, d)  # [B·n_t, k, D]
-    ids_keep = visible.expand(b, n_t, k).reshape(b * n_t, k)  # [B·n_t, k]
-    rows = targets.repeat(b)  # [B·n_t], frame-major like tokens
-    pred = torch.empty(b * n_t, model.config.patch_dim, device=embedded.device)  # [B·n_t, P]
-    for start in range(0, b * n_t, max_sequences):
-        part = slice(start, start + max_sequences)
-        pred[part] = model.decode_rows(model.encode(tokens[part]), ids_keep[part], rows[part]).float()
+    b, n_t = embedded.shape[0], len(targets)
+    frame_idx = torch.arange(b, device=embedded.device).repeat_interleave(n_t)  # [B·n_t]
+    pred = _pair_predictions(model, embedded, frame_idx, targets.repeat(b), visible.repeat(b, 1), max_sequences)
     return pred.reshape(b, n_t, model.config.patch_dim)
 
 
@@ -181,15 +190,16 @@ def surroundings_predictions(model: MaskedAutoencoder, frames: np.ndarray | torc
     return pred
 
 
-def error_map(model: MaskedAutoencoder, frames: np.ndarray | torch.Tensor, settings: ErrorMapSettings
-              ) -> torch.Tensor:
+def error_map(model: MaskedAutoencoder, frames: np.ndarray | torch.Tensor, settings: ErrorMapSettings,
+              recompute: np.ndarray | torch.Tensor | None = None) -> torch.Tensor:
     """Reconstruction error of every patch predicted from its 8 neighbours only (SPEC §4).
 
-    The targets of one neighbour-count group of all frames run as batches of <= settings.max_sequences sequences.
+    The (frame, target) sequences of one neighbour-count group run as batches of <= settings.max_sequences.
     E_t = mean over the patch's P values of (prediction - normalised target)² ("normalized"), times the patch's
     unbiased pixel variance + norm_pix_eps for "raw" (the same error in [0, 1] pixel units).
-    Args: frames uint8 [B, H, W, C].
-    Returns: float32 [B, N] on the model's device, E[b, row·grid + col].
+    Args: frames uint8 [B, H, W, C]; recompute [B, N] bool: only these targets (None: all). E_t depends only on
+        the pixels of t's 3x3 block of patches (spirl.incremental reuses the rest).
+    Returns: float32 [B, N] on the model's device, E[b, row·grid + col]; NaN where recompute is False.
     """
     device, c = _device(model), model.config
     groups = [(t.to(device), v.to(device)) for t, v in neighbourhood_groups(c.grid)]
@@ -197,12 +207,21 @@ def error_map(model: MaskedAutoencoder, frames: np.ndarray | torch.Tensor, setti
         imgs = frames_to_tensor(frames, device)  # [B, C, H, W]
         _check_images(model, imgs)
         patches = patchify(imgs, c.patch_size)  # [B, N, P]
-        errors = torch.empty(patches.shape[:2], dtype=torch.float32, device=device)  # [B, N]
+        errors = torch.full(patches.shape[:2], torch.nan, dtype=torch.float32, device=device)  # [B, N]
+        wanted = None if recompute is None else torch.as_tensor(recompute, device=device)  # [B, N] bool
         with _autocast(device, settings.dtype):
             embedded = model.embed(patches)  # [B, N, D]
             for targets, visible in groups:
-                pred = _group_predictions(model, embedded, targets, visible, settings.max_sequences)  # [B, n_t, P]
-                errors[:, targets] = patch_errors(pred, patches[:, targets], settings.space, c.norm_pix_eps)
+                if wanted is None:
+                    pred = _group_predictions(model, embedded, targets, visible, settings.max_sequences)
+                    errors[:, targets] = patch_errors(pred, patches[:, targets], settings.space, c.norm_pix_eps)
+                    continue
+                frame_idx, j = torch.nonzero(wanted[:, targets], as_tuple=True)  # [S] pairs, frame-major
+                if len(j) == 0:
+                    continue
+                pred = _pair_predictions(model, embedded, frame_idx, targets[j], visible[j], settings.max_sequences)
+                mine = patches[frame_idx, targets[j]][:, None]  # [S, 1, P]
+                errors[frame_idx, targets[j]] = patch_errors(pred[:, None], mine, settings.space, c.norm_pix_eps)[:, 0]
     return errors
 
 
