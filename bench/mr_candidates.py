@@ -24,10 +24,10 @@ import torch
 
 from spirl.config import load_params
 from spirl.mae import MaskedAutoencoder
-from spirl.mr import candidates
+from spirl.mr import candidates, normalized_maps
 from spirl.pretrain import load_model, mae_config
 from spirl.runinfo import emit_bench
-from spirl.saliency import error_map_settings, normalized_maps
+from spirl.saliency import error_map_settings
 
 
 def load_any(path: Path, params) -> tuple[MaskedAutoencoder, dict]:
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         label, _, path = spec.partition("=")
         model, info = load_any(Path(path), params)
         start = time.perf_counter()
-        errors, variances = normalized_maps(model, frames, params.saliency.batch_frames,
+        errors, variances, _ = normalized_maps(model, frames, params.saliency.batch_frames,
                                             error_map_settings(params, model))
         seconds = time.perf_counter() - start
         results.append({"model": label, "path": path, **info, "frames_per_s": len(frames) / seconds,

@@ -17,11 +17,11 @@ from tqdm import tqdm
 from spirl.cli import base_parser, setup_logging
 from spirl.config import load_params, to_plain
 from spirl.io import write_json, write_npz
-from spirl.mr import candidates, summarize_ks, uncapped_ks
+from spirl.mr import candidates, episode_starts, normalized_maps, summarize_ks, uncapped_ks
 from spirl.pretrain import load_model
 from spirl.runinfo import run_record
 from spirl.runtime import setup_torch
-from spirl.saliency import error_map_settings, in_space, normalized_maps
+from spirl.saliency import error_map_settings, in_space
 
 
 def main() -> None:
@@ -37,12 +37,13 @@ def main() -> None:
     device = setup_torch(params.runtime)
     model = load_model(args.in_model, device)
     with np.load(args.in_frames) as data:
-        frames = data["frames"]
+        frames, episodes = data["frames"], data["episodes"]
     start = time.perf_counter()
     sal, eps = params.saliency, model.config.norm_pix_eps
+    starts = episode_starts(episodes) if sal.incremental else None  # frames are stored in playing order
     with tqdm(total=len(frames), desc=f"mr {args.game}", unit="frame", mininterval=5.0) as bar:
-        errors, variances = normalized_maps(model, frames, sal.batch_frames, error_map_settings(params, model),
-                                            on_batch=bar.update)
+        errors, variances, share = normalized_maps(model, frames, sal.batch_frames, error_map_settings(params, model),
+                                                   starts, on_batch=bar.update)
     seconds = time.perf_counter() - start
     ks = uncapped_ks(in_space(errors, variances, sal.error_space, eps), sal.xscale)
     summary = summarize_ks(ks, model.config.num_patches, args.game, params)
@@ -53,7 +54,8 @@ def main() -> None:
     write_json(args.out_mr, run_record(
         stage="estimate_mr", params={"saliency": to_plain(params.saliency), "runtime": to_plain(params.runtime)},
         wildcards={"game": args.game, "profile": params.experiment.profile}, seeds={}, wall_time_s=seconds,
-        extra={"result": summary, "frames_per_s": len(frames) / seconds, "device_used": str(device)},
+        extra={"result": summary, "frames_per_s": len(frames) / seconds, "device_used": str(device),
+               "recomputed_target_share": share},
     ))
 
 

@@ -25,10 +25,10 @@ from spirl.io import read_json
 from spirl.mae import MaskedAutoencoder
 from spirl.plots import patch_mask_image, save_figure
 from spirl.pretrain import load_model
+from spirl.represent import make_represent
 from spirl.runtime import setup_torch
 from spirl.saliency import error_map, error_map_settings
 from spirl.selection import k_max_from_ratio, select_batched
-from spirl.train import make_represent
 
 COLOURS = {"selected": (0.9, 0.1, 0.1), "attention": (1.0, 0.9, 0.0), "both": (1.0, 0.55, 0.0)}
 

@@ -22,11 +22,12 @@ from spirl.config import ConfigError, load_params, resolve_mr, resolve_variant, 
 from spirl.io import read_json, write_json, write_npz
 from spirl.plots import write_csv
 from spirl.pretrain import load_model
+from spirl.represent import make_represent
 from spirl.runinfo import run_record
 from spirl.runtime import setup_torch
 from spirl.saliency import error_map_settings
 from spirl.selection import k_max_from_ratio
-from spirl.train import RunKey, TrainingRun, make_represent, run_training
+from spirl.train import RunKey, TrainingRun, run_training
 
 OUTPUTS = ("eval", "progress", "run", "weights")
 

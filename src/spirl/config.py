@@ -119,6 +119,7 @@ class SaliencyParams:
     selection: Literal["dynamic", "fixed", "all"]
     xscale: float
     error_space: Literal["normalized", "raw"]
+    incremental: bool
     mr: Literal["paper", "paper_star", "auto"] | float
     mr_offset: float
     paper_mr: Mapping[str, float]

@@ -19,7 +19,7 @@ Running envs keep their order: the batch rows follow the env order with the fini
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -249,9 +249,10 @@ def _step_running(envs: Sequence[EnvLike], running: np.ndarray, actions: np.ndar
     return done
 
 
-def evaluate(envs: Sequence[EnvLike], represent: Callable[[np.ndarray], Any], act: Callable[[Any], np.ndarray],
+def evaluate(envs: Sequence[EnvLike], represent: Callable[..., Any], act: Callable[[Any], np.ndarray],
              stack: int, epsilon: float, rng: np.random.Generator, max_steps: int | None = None,
-             on_step: Callable[[int], None] | None = None) -> EvalResult:
+             on_step: Callable[[int], None] | None = None, streams: Sequence[Hashable] | None = None
+             ) -> EvalResult:
     """Play one episode per env in lock-step with epsilon-greedy actions (see module doc).
 
     Args:
@@ -263,6 +264,9 @@ def evaluate(envs: Sequence[EnvLike], represent: Callable[[np.ndarray], Any], ac
         rng: eval Generator, the only source of randomness here.
         max_steps: optional cap on lock-step iterations (None: none); envs still running then are unfinished.
         on_step: optional callback, called after each iteration with the number of iterations done.
+        streams: optional [n_envs] stream keys; if given, `represent` is called as represent(frames, streams of
+            the running envs, episode-start flags) (spirl.incremental: the first frame of each env is computed in
+            full, later ones only where they changed).
     Returns:
         EvalResult with per-env raw returns, lengths and finished flags, in env order.
     """
@@ -278,7 +282,9 @@ def evaluate(envs: Sequence[EnvLike], represent: Callable[[np.ndarray], Any], ac
     steps = 0
     while running.size and (max_steps is None or steps < max_steps):
         frames = np.stack([envs[i].frame for i in running.tolist()])
-        stacks = push_representations(stacks, _check_reps(represent(frames), running.size), stack)
+        reps = represent(frames) if streams is None else \
+            represent(frames, [streams[i] for i in running.tolist()], [steps == 0] * running.size)
+        stacks = push_representations(stacks, _check_reps(reps, running.size), stack)
         greedy = _greedy_actions(act(stacks), running.size, n_actions)
         done = _step_running(envs, running, epsilon_greedy(greedy, n_actions, epsilon, rng), returns, lengths)
         if done.any():

@@ -92,3 +92,36 @@ class IncrementalErrorMaps:
     def recompute_share(self) -> float:
         """Share of the targets asked for so far that were recomputed (1.0 before any call)."""
         return self.targets_recomputed / self.targets_total if self.targets_total else 1.0
+
+
+def sequence_error_maps(model: MaskedAutoencoder, frames: np.ndarray, starts: np.ndarray, settings: ErrorMapSettings,
+                        batch: int, on_batch=None) -> tuple[np.ndarray, float]:
+    """Error maps of one ordered stream of frames (e.g. a game's pre-training frames), batch frames per pass.
+
+    Each frame is compared with the one before it (within and across passes); a frame with starts[i] (an
+    episode's first frame) and the very first frame are computed in full. The recomputed targets of a pass run
+    in one batched call; the others take the previous frame's value, in order.
+    Args: frames uint8 [F, H, W, C]; starts [F] bool; on_batch(frames done in the pass), optional.
+    Returns: (errors [F, N] float32 numpy, share of targets recomputed).
+    """
+    out, last_frame, last_errors, recomputed = [], None, None, 0
+    for begin in range(0, len(frames), batch):
+        chunk = frames[begin:begin + batch]
+        mask = np.ones((len(chunk), model.config.num_patches), dtype=bool)
+        if len(chunk) > 1:
+            mask[1:] = changed_blocks(chunk[:-1], chunk[1:], model.config.patch_size)
+        if last_frame is not None:
+            mask[0] = changed_blocks(last_frame[None], chunk[:1], model.config.patch_size)[0]
+        mask[np.asarray(starts[begin:begin + batch], dtype=bool)] = True
+        errors = error_map(model, chunk, settings, mask).cpu().numpy()  # [b, N], NaN where reused
+        for i in range(len(chunk)):
+            if last_errors is not None:
+                errors[i] = np.where(mask[i], errors[i], last_errors)
+            last_errors = errors[i]
+        out.append(errors)
+        last_frame, recomputed = chunk[-1], recomputed + int(mask.sum())
+        if on_batch is not None:
+            on_batch(len(chunk))
+    total = len(frames) * model.config.num_patches
+    errors = np.concatenate(out) if out else np.zeros((0, model.config.num_patches), np.float32)
+    return errors, recomputed / total if total else 1.0

@@ -3,15 +3,50 @@ the rule's two ambiguities (SPEC §12 #4 error space, #5 the slope's xscale) fro
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
 from spirl.config import Params
-from spirl.saliency import in_space
+from spirl.incremental import sequence_error_maps
+from spirl.mae import MaskedAutoencoder, patchify
+from spirl.saliency import ErrorMapSettings, error_map, frames_to_tensor, in_space
 from spirl.selection import dynamic_k_batched, k_max_from_ratio, k_ratio_histogram, mr_star
 
 CANDIDATE_KEYS = ("mr_star", "coverage_at_mr_star", "k_mean", "k_median", "k_min_seen", "k_max_seen",
                   "coverage_at_paper_adopted")
+
+
+def episode_starts(episodes: np.ndarray) -> np.ndarray:
+    """[F] bool: the rows of a frames file (in playing order) that start an episode, from its episode index [F]."""
+    episodes = np.asarray(episodes)
+    return np.concatenate([[True], episodes[1:] != episodes[:-1]]) if len(episodes) else np.zeros(0, bool)
+
+
+def normalized_maps(model: MaskedAutoencoder, frames: np.ndarray, batch: int, settings: ErrorMapSettings,
+                    starts: np.ndarray | None = None, on_batch=None) -> tuple[np.ndarray, np.ndarray, float]:
+    """Normalised-pixel error maps and patch pixel variances (unbiased) of every frame, `batch` frames per call.
+
+    With `starts` ([F] bool, episode starts of frames in playing order), each frame recomputes only the targets
+    whose 3x3 block changed since the frame before it (spirl.incremental); without, every map is computed in full.
+    Returns: (errors [F, N] float32, variances [F, N] float32, share of targets computed); raw-space errors are
+        errors x (variance + eps).
+    """
+    normalized = dataclasses.replace(settings, space="normalized")  # raw = these x (variance + eps)
+    n = model.config.num_patches
+    if starts is not None:
+        errors, share = sequence_error_maps(model, frames, starts, normalized, batch, on_batch)
+    else:
+        errors, share = [], 1.0
+        for begin in range(0, len(frames), batch):
+            errors.append(error_map(model, frames[begin:begin + batch], normalized).cpu().numpy())  # [b, N]
+            if on_batch is not None:
+                on_batch(len(errors[-1]))
+        errors = np.concatenate(errors) if errors else np.zeros((0, n), np.float32)
+    variances = [patchify(frames_to_tensor(frames[begin:begin + batch], "cpu"), model.config.patch_size)
+                 .var(dim=-1, unbiased=True).numpy() for begin in range(0, len(frames), batch)]  # [b, N] each
+    return errors, np.concatenate(variances) if variances else np.zeros((0, n), np.float32), share
 
 
 def uncapped_ks(errors: np.ndarray, xscale: float) -> np.ndarray:

@@ -9,7 +9,6 @@ evaluation of 50 envs at once).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -239,26 +238,6 @@ def patch_errors(pred: torch.Tensor, patches: torch.Tensor, space: str, eps: flo
     if space == "raw":
         return err * (patches.var(dim=-1, unbiased=True) + eps)
     raise ValueError(f"saliency.error_space must be one of {ERROR_SPACES}, got {space!r}")
-
-
-def normalized_maps(model, frames: np.ndarray, batch: int, settings: ErrorMapSettings,
-                    on_batch=None) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised-pixel error maps and patch pixel variances (unbiased) of every frame, `batch` frames per call.
-
-    Returns: (errors [F, N] float32, variances [F, N] float32); raw-space errors are errors x (variance + eps).
-    """
-    normalized = dataclasses.replace(settings, space="normalized")  # raw = these x (variance + eps)
-    errors, variances = [], []
-    for start in range(0, len(frames), batch):
-        chunk = frames[start:start + batch]
-        errors.append(error_map(model, chunk, normalized).cpu().numpy())  # [b, N]
-        patches = patchify(frames_to_tensor(chunk, "cpu"), model.config.patch_size)  # [b, N, P] in [0, 1]
-        variances.append(patches.var(dim=-1, unbiased=True).numpy())  # [b, N]
-        if on_batch is not None:
-            on_batch(len(chunk))
-    n = model.config.num_patches
-    return (np.concatenate(errors) if errors else np.zeros((0, n), np.float32),
-            np.concatenate(variances) if variances else np.zeros((0, n), np.float32))
 
 
 def in_space(errors: np.ndarray, variances: np.ndarray, space: str, eps: float) -> np.ndarray:

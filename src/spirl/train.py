@@ -27,44 +27,13 @@ from spirl.atari import AtariEnv, make_env
 from spirl.config import Params, RegimeParams
 from spirl.evaluation import eval_seeds, evaluate
 from spirl.io import atomic_path
-from spirl.mae import MaskedAutoencoder
 from spirl.multiseed import StackedAgents
-from spirl.networks import to_gray84
 from spirl.rainbow import per_beta
 from spirl.replay import PrioritizedReplay
-from spirl.saliency import ErrorMapSettings, embed_selected, error_map
+from spirl.represent import Represent
 from spirl.seeding import derive_seed
-from spirl.selection import all_patches_of, select_batched
 
-Represent = Callable[[np.ndarray], np.ndarray]  # frames uint8 [B, H, W, 3] -> reps [B, *spec.shape]
 EnvFactory = Callable[[int, str], AtariEnv]  # (seed, "train" | "eval") -> env; the Atari wrapper by default
-
-
-def make_represent(spec: FrameSpec, params: Params, mae: MaskedAutoencoder | None, k_max: int,
-                   settings: ErrorMapSettings | None) -> Represent:
-    """The per-frame representation of a variant (computed once per frame, when it arrives).
-
-    embeddings: error map (SPEC §4, computed as `settings` say) -> selection (saliency.selection: dynamic K
-    capped at K_max, fixed K = K_max) -> SPEC §7 embedding, zero-padded to K_max; selection "all" (MAE-All) keeps
-    every patch and computes no error map; gray84: grayscale 84x84; rgb96: the frame.
-    """
-    if spec.kind == "gray84":
-        return to_gray84
-    if spec.kind == "rgb96":
-        return lambda frames: np.array(frames, dtype=np.uint8)
-    sal = params.saliency
-
-    def select(frames: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        if sal.selection == "all":  # every patch in index order, as select_batched's "all": no error map needed
-            return all_patches_of(len(frames), k_max)
-        return select_batched(error_map(mae, frames, settings), sal.selection, k_max, sal.xscale)
-
-    def represent(frames: np.ndarray) -> np.ndarray:
-        indices, counts = select(frames)  # [B, K_max], [B]
-        embeddings = embed_selected(mae, frames, indices, counts, k_max)  # [B, K_max, D]
-        return embeddings.cpu().numpy().astype(spec.dtype)
-
-    return represent
 
 
 class Stopwatch:
@@ -213,7 +182,8 @@ class TrainingRun:
         envs = [self.env_factory(s, "eval") for s in seeds]
         rng = np.random.Generator(np.random.PCG64(self.key.stream(f"eval-eps@{self.state.env_step}")))
         result = evaluate(envs, self.represent, lambda st: self.agent.act_eval(torch.as_tensor(st)),
-                          self.params.atari.frame_stack, ev.epsilon, rng)
+                          self.params.atari.frame_stack, ev.epsilon, rng,
+                          streams=[("eval", i) for i in range(len(envs))])
         point = {"env_step": self.state.env_step, "returns": result.returns, "lengths": result.lengths,
                  "finished": result.finished}  # no wall time here: eval.json is deterministic (run.json has it)
         self.state.evals.append(point)
@@ -235,7 +205,9 @@ class TrainingRun:
     def save(self, path: Path) -> None:
         """Everything needed to continue exactly, written atomically."""
         self.state.elapsed_s = self.elapsed()
+        maps = getattr(self.represent, "maps", None)
         state = {"key": self.key, "agent": self.agent.state_dict(), "replay": self.replay.state_dict(),
+                 "represent": maps.state(self.key) if maps is not None else None,
                  "env": self.env.get_state(), "rng": self.rng.bit_generator.state,
                  "replay_rng": self.replay_rng.bit_generator.state, "run": self.state,
                  "learn_start": self.learn_start}
@@ -256,6 +228,9 @@ class TrainingRun:
         self.replay_rng.bit_generator.state = state["replay_rng"]
         self.state, self.learn_start = state["run"], state["learn_start"]
         self.prior_s = dict(getattr(self.state, "elapsed_s", None) or {})
+        maps = getattr(self.represent, "maps", None)
+        if maps is not None:  # the previous frame and error map of this run's env (absent: recomputed in full)
+            maps.restore(self.key, state.get("represent"))
         return True
 
 
@@ -291,9 +266,11 @@ class SingleLearner:
 
 
 def _observe_all(runs: Sequence[TrainingRun], represent: Represent, clock: Stopwatch) -> None:
-    """Represent every run's current frame in one batch and push it onto its stack."""
+    """Represent every run's current frame in one batch and push it onto its stack (each run is a stream; a run
+    whose stack was dropped starts an episode)."""
     with clock("represent"):
-        reps = represent(np.stack([run.env.frame for run in runs]))
+        reps = represent(np.stack([run.env.frame for run in runs]), [run.key for run in runs],
+                         [run.state.stack is None for run in runs])
     for run, rep in zip(runs, reps, strict=True):
         run.observe(rep)
 

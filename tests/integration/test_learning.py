@@ -11,7 +11,8 @@ import torch
 
 from spirl.agent import frame_spec
 from spirl.config import REPO_ROOT, load_params, resolve_variant
-from spirl.train import RunKey, TrainingRun, make_represent, run_training
+from spirl.represent import make_represent
+from spirl.train import RunKey, TrainingRun, run_training
 
 EPISODE, SIZE = 8, 48  # steps per episode: optimal return 8, random 8 / 3
 
@@ -63,7 +64,7 @@ def test_agent_reaches_90_percent_of_the_optimal_return(variant):
                                  atari=dataclasses.replace(params.atari, frame_size_px=SIZE))
     base = params.experiment.variants[variant].base
     spec = frame_spec(base, params.agent, 4, 64, SIZE, params.replay.embedding_dtype)
-    represent = (lambda f: cue_embeddings(f, 4)) if base == "spirl" else make_represent(spec, params, None, 0, None)
+    represent = (lambda f, *_: cue_embeddings(f, 4)) if base == "spirl" else make_represent(spec, params, None, 0, None)
     torch.manual_seed(0)
     run = TrainingRun(RunKey(variant, "100k", "Cue", 0), params, spec, represent, torch.device("cpu"),
                       env_factory=CueEnv)

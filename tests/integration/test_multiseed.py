@@ -12,7 +12,8 @@ from test_learning import SIZE, CueEnv, cue_embeddings
 
 from spirl.agent import frame_spec
 from spirl.config import REPO_ROOT, load_params, resolve_variant
-from spirl.train import RunKey, TrainingRun, make_represent, run_training
+from spirl.represent import make_represent
+from spirl.train import RunKey, TrainingRun, run_training
 
 STEPS, LEARN_START, SEEDS = 340, 40, (0, 1)  # 300 updates per seed
 
@@ -47,7 +48,7 @@ def setup(variant: str, steps: int = STEPS):
                                  atari=dataclasses.replace(params.atari, frame_size_px=SIZE))
     base = params.experiment.variants[variant].base
     spec = frame_spec(base, params.agent, 4, 64, SIZE, params.replay.embedding_dtype)
-    represent = (lambda f: cue_embeddings(f, 4)) if base == "spirl" else make_represent(spec, params, None, 0, None)
+    represent = (lambda f, *_: cue_embeddings(f, 4)) if base == "spirl" else make_represent(spec, params, None, 0, None)
 
     def make(seed: int) -> TrainingRun:
         return TrainingRun(RunKey(variant, "100k", "Cue", seed), params, spec, represent, torch.device("cpu"),

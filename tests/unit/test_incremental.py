@@ -88,3 +88,22 @@ def test_a_start_flag_or_an_unknown_stream_recomputes_everything(monkeypatch):
     assert counts == [0, 36, 36]
     with pytest.raises(ValueError, match="distinct streams"):
         inc(frames, ["a", "a"], [False, False])
+
+
+def test_an_ordered_stream_in_passes_equals_full_maps():
+    from spirl.incremental import sequence_error_maps
+
+    model = _model(2)
+    rng = np.random.default_rng(2)
+    frames = np.concatenate([_episode(rng, 5), _episode(rng, 4)])  # two episodes back to back
+    starts = np.zeros(9, bool)
+    starts[[0, 5]] = True
+    full = error_map(model, frames, ErrorMapSettings("normalized", 10**6, None)).numpy()
+    for batch in (1, 4, 9):  # passes end inside and across episodes
+        errors, share = sequence_error_maps(model, frames, starts, SETTINGS, batch)
+        np.testing.assert_allclose(errors, full, atol=1e-6, rtol=1e-6)
+        assert 0.3 < share < 1.0
+    # without the start flags, the second episode's first frame is compared with the first episode's last frame:
+    # still exact (E depends only on the pixels), only the share changes
+    errors, _ = sequence_error_maps(model, frames, np.zeros(9, bool), SETTINGS, 4)
+    np.testing.assert_allclose(errors, full, atol=1e-6, rtol=1e-6)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from spirl import train as T
+from spirl import represent as T
 from spirl.agent import frame_spec
 from spirl.config import REPO_ROOT, load_params, resolve_variant
 from spirl.mae import MAEConfig, MaskedAutoencoder

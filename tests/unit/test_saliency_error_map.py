@@ -272,12 +272,17 @@ def test_sequence_budget_from_memory():
 
 
 def test_normalized_maps_give_both_error_spaces():
-    from spirl.saliency import in_space, normalized_maps
+    from spirl.mr import normalized_maps
+    from spirl.saliency import in_space
 
     model = _model(32, seed=12)
     frames = _frames(5, 32, seed=13)
     calls = []
-    errors, variances = normalized_maps(model, frames, 2, FP32, on_batch=calls.append)  # 3 calls: 2, 2, 1 frames
+    errors, variances, share = normalized_maps(model, frames, 2, FP32, on_batch=calls.append)  # 3 calls: 2, 2, 1
+    assert share == 1.0
+    inc, _, inc_share = normalized_maps(model, frames, 2, FP32, starts=np.array([1, 0, 0, 1, 0], bool))
+    np.testing.assert_allclose(inc, errors, rtol=1e-6, atol=1e-7)  # random frames: every block changes
+    assert inc_share == 1.0
     assert calls == [2, 2, 1] and errors.shape == variances.shape == (5, 16) and errors.dtype == np.float32
     np.testing.assert_allclose(in_space(errors, variances, "normalized", 1e-6), error_map(model, frames, FP32).numpy(),
                                rtol=1e-6, atol=1e-7)
