@@ -15,8 +15,8 @@ export PYTHONHASHSEED := 0
 SMK_PROFILE_ARGS := $(if $(filter full,$(PROFILE)),,--configfile conf/$(PROFILE).yaml)
 DVC_FILE := $(if $(filter full,$(PROFILE)),dvc.yaml,pipelines/$(PROFILE)/dvc.yaml)
 
-.PHONY: setup smoke test lint dvc-yaml sync-dvc sync-smk dvc-smoke bench-env clean-smoke tables-now desk desk-evidence \
-	rehearsal
+.PHONY: setup smoke test lint dvc-yaml sync-dvc sync-smk dvc-smoke bench-env clean-smoke tables-now report-now desk \
+	desk-evidence rehearsal
 
 setup: $(VENV)/.installed
 
@@ -82,6 +82,13 @@ tables-now: setup
 	$(PY) -c "import subprocess; from spirl.config import load_params; from spirl.pipeline import jobs, param_files; \
 	[subprocess.run(j.cmd, shell=True, check=True) for j in jobs(load_params(param_files('$(PROFILE)'))) \
 	 if j.stage.name in ('table', 'publish')]"
+
+# The same for the whole report: scores, tables, the aggregate figures and the report from what exists now (a
+# figure or record not made yet is named as missing in the report).
+report-now: setup
+	$(PY) -c "import subprocess; from spirl.config import load_params; from spirl.pipeline import jobs, param_files; \
+	[subprocess.run(j.cmd, shell=True, check=True) for j in jobs(load_params(param_files('$(PROFILE)'))) \
+	 if j.stage.name in ('aggregate', 'table', 'publish', 'figures', 'report')]"
 
 bench-env: setup
 	$(PY) bench/env.py --out bench/results/env.json

@@ -22,13 +22,15 @@ from spirl.pipeline import table_runs, training_runs
 from spirl.runinfo import git_commit
 from spirl.scores import RUN_FIELDS
 from spirl.tables import device_name
-from spirl.timing import bench_run_times, estimate_hours, stage_hours
+from spirl.timing import bench_run_times, estimate_hours, stage_hours, total_seconds
 
 FIGURES = ("fig2", "fig3", "fig8", "fig6", "curves", "intervals", "profile")
 
 
 def image_lines(paths: list[Path], report_dir: Path, caption: str) -> list[str]:
-    return [f"![{caption}: {p.stem}]({os.path.relpath(p, report_dir)})" for p in paths]
+    """Markdown images of the figures that exist; a figure not made yet (make report-now) is named as missing."""
+    return [f"![{caption}: {p.stem}]({os.path.relpath(p, report_dir)})" if p.is_file()
+            else f"- {caption}: {p.stem}: not made yet (`{p}` missing)" for p in paths]
 
 
 PARTS = ("env", "represent", "act", "replay", "learn", "eval", "checkpoint")
@@ -70,8 +72,11 @@ def saliency_section(mae_runs: list[Path], losses: list[Path], mrs: list[Path], 
         if rec is None:
             lines.append(f"| {path.parent.name} | missing ({path}) | | | | |")
             continue
+        total = total_seconds(rec)
+        hours = f"{total / 3600:.2f}" if total is not None else \
+            f"unknown (resumed after epoch {rec.get('resumed_after_epoch')}; this process {rec['wall_time_s']:.0f} s)"
         lines.append(f"| {rec['wildcards']['game']} | {rec['n_frames']} | {rec['epochs']} | "
-                     f"{rec['final_loss']:.4f} | {rec['wall_time_s'] / 3600:.2f} | {device_name(rec)} |")
+                     f"{rec['final_loss']:.4f} | {hours} | {device_name(rec)} |")
     lines += ["", *image_lines(losses, report_dir, "MAE loss curve"), "",
               "Uncapped dynamic K on every pre-training frame (SPEC §6); mr* = the smallest 5% step covering more "
               "than 99.9% of frames.", "",
@@ -113,8 +118,8 @@ def main() -> None:
     counts = Counter(r["status"] for r in status)
     lines = [f"# SPIRL reproduction report: profile `{profile}`", "",
              f"- commit `{git_commit()}`; parameters `{' + '.join(str(p) for p in args.params)}`",
-             f"- games {list(params.experiment.games)}; seeds per variant: "
-             + ", ".join(f"{v} {s.n_seeds}" for v, s in params.experiment.variants.items()),
+             f"- games {list(params.experiment.games)}; seeds per variant: " + ", ".join(
+                 f"{v} {params.experiment.variants[v].n_seeds}" for v in dict.fromkeys(r["variant"] for r in runs)),
              f"- runs: {len(status)} ({', '.join(f'{k} {n}' for k, n in sorted(counts.items()))}); devices: "
              + "; ".join(devices), "", "## Time", "", "| stage | jobs | wall hours (sum) |", "|---|---|---|"]
     for stage, recs in stages.items():
@@ -126,7 +131,7 @@ def main() -> None:
               "## Expected device hours per table (from the committed run benchmarks, `bench/results/run-*.json`)", ""]
     bench = bench_run_times(args.in_bench, params)
     lines += ["| table | runs | runs with a benchmark | estimated hours | benchmark device |", "|---|---|---|---|---|"]
-    for table in params.experiment.tables:
+    for table in params.experiment.built_tables:
         est = estimate_hours(table_runs(params, table), bench, params)
         hours = f"{est['hours']:.2f}" if est["matched"] else "not measured"
         lines.append(f"| {table} | {est['runs']} | {est['matched']} | {hours} | {est['devices'] or '—'} |")

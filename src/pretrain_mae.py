@@ -52,11 +52,12 @@ def main() -> None:
     resumed_from = run.epoch if status == "resumed" else None
     log.info("%s: %d frames on %s; checkpoint %s%s", args.game, len(frames), device, status,
              f", resuming after epoch {resumed_from}" if resumed_from is not None else ", training from scratch")
-    total = mae.epochs * steps_per_epoch(len(frames), mae.batch_size)
+    total, before = mae.epochs * steps_per_epoch(len(frames), mae.batch_size), run.elapsed_s  # None: not recorded
     with tqdm(total=total, initial=run.epoch * total // mae.epochs, desc=f"mae {args.game}", unit="it",
               mininterval=5.0) as bar:
         while run.epoch < mae.epochs:
             row = train_epoch(run, frames, mae, autocast_dtype(params.runtime, device, "pretrain"), on_step=bar.update)
+            run.elapsed_s = None if before is None else before + time.perf_counter() - start
             save_checkpoint(run, ckpt, run_id)
             log.info("epoch %d/%d loss %.5f", row["epoch"], mae.epochs, row["loss"])
     wall_s = time.perf_counter() - start
@@ -66,7 +67,9 @@ def main() -> None:
         stage="pretrain_mae", params={"mae": to_plain(mae), "runtime": to_plain(params.runtime)},
         wildcards={"game": args.game, "profile": params.experiment.profile}, seeds=seeds, wall_time_s=wall_s,
         extra={"n_frames": len(frames), "epochs": mae.epochs, "final_loss": run.history[-1]["loss"],
-               "resumed_after_epoch": resumed_from, "device_used": str(device)},
+               "resumed_after_epoch": resumed_from, "device_used": str(device),
+               # every process's time (a resumed run: the earlier ones' too), None if a checkpoint lacked it
+               "wall_time_total_s": None if before is None else before + wall_s},
     ))
 
 

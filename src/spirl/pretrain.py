@@ -84,11 +84,12 @@ class PretrainRun:
     mask_gen: torch.Generator
     epoch: int = 0  # epochs completed
     history: list[dict] = field(default_factory=list)  # one row per epoch
+    elapsed_s: float | None = 0.0  # wall seconds of the processes before this one (None: not recorded)
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "sample_gen": self.sample_gen.get_state(), "mask_gen": self.mask_gen.get_state(),
-                "epoch": self.epoch, "history": self.history}
+                "epoch": self.epoch, "history": self.history, "elapsed_s": self.elapsed_s}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -96,6 +97,7 @@ class PretrainRun:
         self.sample_gen.set_state(state["sample_gen"])
         self.mask_gen.set_state(state["mask_gen"])
         self.epoch, self.history = state["epoch"], list(state["history"])
+        self.elapsed_s = state.get("elapsed_s")  # absent in checkpoints written before it was recorded
 
 
 def new_run(mae: MAEParams, frame_size_px: int, seeds: dict[str, int], device: torch.device) -> PretrainRun:

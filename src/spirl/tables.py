@@ -20,6 +20,7 @@ from spirl.config import ConfigError, Params
 from spirl.reporting import AGGREGATE_NOTE, bootstrap_ci, iqm, mean_std, normalize
 from spirl.scores import RunResult
 from spirl.seeding import generator
+from spirl.timing import total_seconds
 
 REFERENCE_COLUMNS = ("table", "method", "variant", "regime", "game", "mean", "std", "unit", "source", "note")
 CELL_COLUMNS = ("table", "part", "game", "method", "variant", "regime", "metric", "unit", "n_seeds", "n_expected",
@@ -250,7 +251,11 @@ def pretraining_time_rows(params: Params, mae_runs: Mapping[str, Mapping | None]
         if info is None or "wall_time_s" not in info:
             rows.append({**row, "status": "missing", "note": "no run.json of the MAE pre-training"})
             continue
-        hours[game] = info["wall_time_s"] / 3600.0
+        if total_seconds(info) is None:  # resumed; the earlier processes' time unknown
+            rows.append({**row, "status": "missing", "note": "resumed from a checkpoint that did not record the "
+                         "earlier processes' time"})
+            continue
+        hours[game] = total_seconds(info) / 3600.0
         rows.append({**row, "mean": hours[game], "status": "complete", "note": f"measured on {device_name(info)}"})
     ours = {**base, "game": MEAN_OF_GAMES, "method": "SPIRL (this pipeline)"}
     complete = len(hours) == len(mae_runs) and hours

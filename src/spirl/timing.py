@@ -9,11 +9,23 @@ from pathlib import Path
 from spirl.config import Params
 
 
+def total_seconds(record: Mapping) -> float | None:
+    """A job's wall time over every process that made it (run.json): wall_time_total_s where recorded, the one
+    process's wall_time_s for a job that was not resumed, None for a resumed job whose earlier time is unknown."""
+    if "wall_time_total_s" in record:
+        return record["wall_time_total_s"]
+    if record.get("resumed") or record.get("resumed_after_epoch"):
+        return None
+    return float(record["wall_time_s"])
+
+
 def stage_hours(records: Sequence[Mapping | None]) -> tuple[float, int]:
-    """Sum of the jobs' wall times in hours (over every process of a resumed run, where recorded), and how many
-    jobs have a record (run.json)."""
-    done = [r for r in records if r and "wall_time_s" in r]
-    return sum(float(r.get("wall_time_total_s") or r["wall_time_s"]) for r in done) / 3600.0, len(done)
+    """Sum of the jobs' wall times in hours (over every process of a resumed job), and how many jobs have a record
+    (run.json) whose time is known."""
+    seconds = [total_seconds(r) for r in records if r and "wall_time_s" in r]
+    known = [s for s in seconds if s is not None]
+    return sum(known) / 3600.0, len(known)
+
 
 
 def bench_run_times(folder: Path, params: Params) -> dict[tuple[str, str], tuple[float, str]]:

@@ -65,3 +65,13 @@ def test_rehearsal_extrapolations_fill_in_where_no_run_was_measured(tmp_path, sm
     bench = bench_run_times(tmp_path, smoke)
     assert bench == {("spirl", "400k"): (9000.0, "cpu (2 cores), rehearsal"),  # no run measured: the rehearsal's
                      ("spirl", "100k"): (360.0, "cpu (16 cores)")}  # a whole run measured beats an extrapolation
+
+
+def test_total_seconds_of_resumed_jobs():
+    from spirl.timing import total_seconds
+
+    assert total_seconds({"wall_time_s": 10.0}) == 10.0  # one process
+    assert total_seconds({"wall_time_s": 10.0, "wall_time_total_s": 70.0, "resumed": True}) == 70.0
+    assert total_seconds({"wall_time_s": 2.0, "resumed_after_epoch": 50}) is None  # earlier processes unknown
+    assert total_seconds({"wall_time_s": 2.0, "wall_time_total_s": None}) is None
+    assert stage_hours([{"wall_time_s": 3600.0}, {"wall_time_s": 2.0, "resumed_after_epoch": 50}]) == (1.0, 1)
