@@ -172,7 +172,12 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Args: x [B, L, D]; mask [B, 1, 1, L] bool (True = key takes part) or None. Returns [B, L, D]."""
-        q, k, v = self.qkv(self.norm1(x)).chunk(3, dim=-1)  # 3 × [B, L, D]
+        return self.forward_qkv(x, self.qkv(self.norm1(x)), mask)
+
+    def forward_qkv(self, x: torch.Tensor, qkv: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """forward(x) given its q/k/v projections qkv = self.qkv(self.norm1(x)) [B, L, 3D] (computed by the caller,
+        e.g. rows shared by many sequences once). Returns [B, L, D]."""
+        q, k, v = qkv.chunk(3, dim=-1)  # 3 × [B, L, D]
         x = x + self._attend(q, k, v, mask)
         return x + self._mlp(x)
 
@@ -286,10 +291,24 @@ class MaskedAutoencoder(nn.Module):
         Args: latent [B, 1+L, enc_dim]; ids_keep [B, L]; rows LongTensor [B] patch indices. Returns: [B, P].
         """
         x = self._decoder_input(latent, ids_keep)  # [B, 1+N, Dd]
-        *body, last = self.decoder_blocks
+        first, *body, last = self.decoder_blocks
+        x = first.forward_qkv(x, self._first_qkv(first, x, ids_keep))
         for block in body:
             x = block(x)
         return self.decoder_pred(self.decoder_norm(last.forward_rows(x, rows + 1)))
+
+    def _first_qkv(self, block: Block, x: torch.Tensor, ids_keep: torch.Tensor) -> torch.Tensor:
+        """block.qkv(block.norm1(x)) of the first decoder block, with the masked rows computed once (exact shortcut).
+
+        Every masked row of every sequence enters as [mask] + its position, so its norm and projection depend on
+        the position only: computed once for all positions, then the cls and visible rows of each sequence.
+        Args: x [B, 1+N, Dd] the decoder input; ids_keep [B, L]. Returns: [B, 1+N, 3·Dd].
+        """
+        shared = block.qkv(block.norm1(self.mask_token.to(x.dtype) + self.decoder_pos_embed))  # [1, 1+N, 3Dd]
+        rows = torch.cat([torch.zeros_like(ids_keep[:, :1]), ids_keep + 1], dim=1)  # [B, 1+L]: cls, visible
+        own = block.qkv(block.norm1(torch.gather(x, 1, rows[..., None].expand(-1, -1, x.shape[-1]))))  # [B, 1+L, 3Dd]
+        out = shared.expand(x.shape[0], -1, -1).to(own.dtype)  # [B, 1+N, 3Dd]
+        return out.scatter(1, rows[..., None].expand(-1, -1, own.shape[-1]), own)
 
     def forward(self, imgs: torch.Tensor, keep: int, generator: torch.Generator,
                 loss_on: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -290,3 +290,20 @@ def test_normalized_maps_give_both_error_spaces():
     np.testing.assert_allclose(in_space(errors, variances, "raw", 1e-6), raw, rtol=1e-5, atol=1e-9)
     with pytest.raises(ValueError, match="error_space"):
         in_space(errors, variances, "pixels", 1e-6)
+
+
+@pytest.mark.parametrize("visible", [3, 5, 8])
+def test_first_block_shortcut_equals_the_plain_projection(visible):
+    """SPEC §4: every masked row enters the first decoder block as [mask] + position, so its norm and q/k/v are
+    computed once per call; the cls and visible rows per sequence. Equal to projecting every row."""
+    model = _model(48, seed=7)
+    gen = torch.Generator().manual_seed(8)
+    latent = torch.randn(4, 1 + visible, 64, generator=gen)
+    ids = torch.stack([torch.randperm(36, generator=gen)[:visible] for _ in range(4)])  # [4, k]
+    first = model.decoder_blocks[0]
+    with torch.no_grad():
+        x = model._decoder_input(latent, ids)  # [4, 37, 128]
+        plain = first.qkv(first.norm1(x))
+        fast = model._first_qkv(first, x, ids)
+        torch.testing.assert_close(fast, plain, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(first.forward_qkv(x, fast), first(x), atol=1e-6, rtol=1e-5)

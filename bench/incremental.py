@@ -1,0 +1,85 @@
+"""Benchmark: full vs incremental error maps per new frame, over real frame sequences of each game.
+
+    python bench/incremental.py --params params.yaml conf/desk.yaml --model data/desk/mae/Frostbite/model.npz \\
+        --frames data/desk/frames/{game}/frames.npz --games Frostbite MsPacman Seaquest BattleZone \\
+        --n-frames 100 --out bench/results/incremental-cpu.json
+
+Per game: the first n frames of its random-policy collection, in playing order, one frame per call as a training
+env sees them; the full map of each frame (error_map) against the incremental one (spirl.incremental, the frame
+compared with the one before; episode starts computed in full), timed side by side in one process, with the share
+of targets recomputed, the largest difference of values, and whether every frame's dynamic-K selection (at the
+game's adopted K_max and uncapped) is identical. The share depends on the frames only, not on the MAE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from spirl.config import load_params
+from spirl.incremental import IncrementalErrorMaps
+from spirl.mr import episode_starts
+from spirl.pretrain import load_model
+from spirl.runinfo import emit_bench
+from spirl.saliency import error_map, error_map_settings
+from spirl.selection import dynamic_k_batched, k_max_from_ratio
+
+
+def compare(model, frames: np.ndarray, starts: np.ndarray, settings, k_max: int) -> dict:
+    """Time both ways on the same frames (alternating, one frame per call) and compare their maps."""
+    inc = IncrementalErrorMaps(model, settings)
+    seconds = {"full": 0.0, "incremental": 0.0}
+    worst, same = 0.0, 0
+    for i in range(len(frames)):
+        start = time.perf_counter()
+        full = error_map(model, frames[i:i + 1], settings)
+        seconds["full"] += time.perf_counter() - start
+        start = time.perf_counter()
+        part = inc(frames[i:i + 1], ["env"], [bool(starts[i])])
+        seconds["incremental"] += time.perf_counter() - start
+        worst = max(worst, float((full - part).abs().max()))
+        n = full.shape[1]
+        same += all(torch.equal(dynamic_k_batched(full, k, 1.0)[0], dynamic_k_batched(part, k, 1.0)[0])
+                    for k in (k_max, n))
+    return {"frames": len(frames), "recompute_share": inc.recompute_share,
+            "full_s_per_frame": seconds["full"] / len(frames),
+            "incremental_s_per_frame": seconds["incremental"] / len(frames),
+            "speedup": seconds["full"] / seconds["incremental"], "max_abs_difference": worst,
+            "identical_selections": same / len(frames)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", nargs="+", type=Path, required=True)
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--frames", required=True, help="path template with {game}")
+    parser.add_argument("--games", nargs="+", required=True)
+    parser.add_argument("--n-frames", type=int, default=100)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    params = load_params(args.params)
+    torch.set_num_threads(params.runtime.torch_threads)
+    model = load_model(args.model)
+    settings = error_map_settings(params, model)
+    results = {}
+    for game in args.games:
+        with np.load(args.frames.format(game=game)) as data:
+            frames, episodes = data["frames"][: args.n_frames], data["episodes"][: args.n_frames]
+        k_max = k_max_from_ratio(model.config.num_patches, params.saliency.paper_mr[game])
+        results[game] = compare(model, frames, episode_starts(episodes), settings, k_max)
+        print(game, results[game], file=sys.stderr)
+    emit_bench({"bench": "incremental", "settings": {"params": [str(p) for p in args.params],
+                                                     "model": str(args.model), "frames": args.frames,
+                                                     "n_frames": args.n_frames, "error_space": settings.space,
+                                                     "max_sequences": settings.max_sequences},
+                "results": results, "device": {"torch_threads": params.runtime.torch_threads}}, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
