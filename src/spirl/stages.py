@@ -194,7 +194,7 @@ FIG6 = Stage(
 REPORT = Stage(
     name="report",
     script="src/make_report.py",
-    library=(*REPORT_LIBRARY, "src/spirl/tables.py"),
+    library=(*REPORT_LIBRARY, "src/spirl/tables.py", "src/spirl/report.py"),
     wildcards=(),
     inputs={"tables": TABLE.outputs["md"], "runs": AGGREGATE.outputs["runs"], "train-run": TRAIN.outputs["run"],
             "collect-run": COLLECT.outputs["run"], "mae-run": PRETRAIN_MAE.outputs["run"],
