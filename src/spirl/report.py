@@ -25,17 +25,18 @@ def run_section(status: list[dict], records: dict) -> list[str]:
     """One row per run: its final metric, wall hours over every process that trained it, by part, the learner's
     updates/s and peak host memory (from its run.json)."""
     lines = ["## Runs", "", "| run | status | metric | score | wall hours | " + " | ".join(PARTS)
-             + " (hours) | updates/s | peak host MiB | device |", "|---" * (9 + len(PARTS)) + "|"]
+             + " (hours) | updates/s | peak host MiB | device |", "|---" * (8 + len(PARTS)) + "|"]
     for row in status:
         rec = records.get(tuple(row[f] for f in RUN_FIELDS))
         name = f"{row['variant']} {row['regime']} {row['game']} seed {row['seed']}"
         score = f"{float(row['score']):.1f}" if row["score"] != "" else "—"
         if rec is None:
-            lines.append(f"| {name} | {row['status']} | {row['metric']} | {score} |" + " |" * (5 + len(PARTS)))
+            lines.append(f"| {name} | {row['status']} | {row['metric']} | {score} |" + " |" * (4 + len(PARTS)))
             continue
-        total, parts = rec.get("wall_time_total_s"), rec.get("timing_total_s")
+        total = total_seconds(rec)  # None: resumed, the earlier processes' time not recorded
         note = "" if total is not None else " (last process only)"
-        total, parts = (total, parts) if total is not None else (rec["wall_time_s"], rec["timing_s"])
+        total = total if total is not None else rec["wall_time_s"]
+        parts = rec.get("timing_total_s") or rec["timing_s"]
         hours = [f"{parts.get(p, 0.0) / 3600:.3f}" for p in PARTS]
         lines.append(f"| {name} | {row['status']} | {row['metric']} | {score} | {total / 3600:.2f}{note} | "
                      + " | ".join(hours) + f" | {rec['updates_per_s']:.1f} | "

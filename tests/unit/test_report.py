@@ -23,7 +23,10 @@ def test_run_rows_use_the_total_over_resumes_and_name_a_missing_run():
     lines = run_section(STATUS, records)
     row = next(line for line in lines if "Seaquest" in line)
     assert "| 512.5 | 1.50 | 0.100 | 0.000 | 0.000 | 0.000 | 1.000 |" in row and "812.5" in row
-    records = {("de_rainbow", "100k", "Seaquest", "0"): _record()}  # from before totals were recorded
+    records = {("de_rainbow", "100k", "Seaquest", "0"): _record()}  # one process, before totals were recorded
+    row = next(line for line in run_section(STATUS, records) if "Seaquest" in line)
+    assert "| 512.5 | 0.50 | 0.028 |" in row
+    records = {("de_rainbow", "100k", "Seaquest", "0"): _record(resumed=True)}  # resumed: earlier time unknown
     row = next(line for line in run_section(STATUS, records) if "Seaquest" in line)
     assert "0.50 (last process only)" in row
     assert any("BattleZone" in line and "missing" in line for line in lines)
