@@ -1,15 +1,21 @@
 """Benchmark: learner updates/s and acting actions/s of the pixel (DE-Rainbow) and SPIRL agents.
 
 Paper sizes from params.yaml (batch 32, 18 actions; SPIRL K_max of the given game's adopted mr), on
-synthetic batches (the replay is not timed here: see bench/run.py for whole runs).
+synthetic batches (the replay is not timed here: see bench/run.py for whole runs). Each variant is timed eager
+and compiled (runtime.compile_learner; its compile time reported); with --baseline-rev the same benchmark of an
+earlier commit's learner runs first in the same invocation, so before and after are measured side by side.
 
-    python bench/learner.py --out bench/results/learner-<device>.json
+    python bench/learner.py --baseline-rev cd763cf --out bench/results/learner-<device>.json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -51,6 +57,22 @@ def rate(fn, seconds: float, device: torch.device) -> float:
     return n / (time.perf_counter() - start)
 
 
+def baseline(rev: str, variants: list[str], game: str, seconds: float) -> dict:
+    """This benchmark at commit `rev` (its src/ and bench/learner.py, eager, one seed), in a subprocess."""
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(["git", "-C", str(root), "archive", rev, "src", "bench/learner.py", "params.yaml",
+                                  "workflow/schemas"], check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        out = Path(tmp) / "out.json"
+        env = {**os.environ, "PYTHONPATH": f"{tmp}/src"}
+        subprocess.run([sys.executable, f"{tmp}/bench/learner.py", "--variants", *variants, "--game", game,
+                        "--seconds", str(seconds), "--params", f"{tmp}/params.yaml", "--out", str(out)],
+                       check=True, env=env, cwd=tmp, stdout=subprocess.DEVNULL)
+        record = json.loads(out.read_text())
+    return {"rev": rev, "results": {r["variant"]: r["updates_per_s"] for r in record["results"]}}
+
+
 def bench_variant(params, variant: str, game: str, device: torch.device, seconds: float, seeds: int) -> dict:
     """updates/s (batch 32) and actions/s (batch 1) for one variant; with seeds > 1 also the stacked learner of
     that many seeds in one process (spirl.multiseed), its updates/s counting one update of every seed as one."""
@@ -67,6 +89,10 @@ def bench_variant(params, variant: str, game: str, device: torch.device, seconds
            "parameters": parameter_count(net), "batch": p.train.batch_size,
            "updates_per_s": rate(lambda: agent.learn(batch), seconds, device),
            "actions_per_s": rate(lambda: agent.act(one), seconds, device)}
+    net = build_qnetwork(spec, p.agent, 18, p.atari.frame_stack, torch.Generator().manual_seed(0))
+    compiled = Agent(net, p.agent, p.train, device, torch.Generator().manual_seed(1), compile=True)
+    out["compiled"] = {"updates_per_s": rate(lambda: compiled.learn(batch), seconds, device),
+                       "compile_s": compiled.compile_seconds}
     if seeds > 1:
         agents = [Agent(build_qnetwork(spec, p.agent, 18, p.atari.frame_stack, torch.Generator().manual_seed(s)),
                         p.agent, p.train, device, torch.Generator().manual_seed(100 + s)) for s in range(seeds)]
@@ -86,13 +112,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--game", default="Seaquest", help="whose adopted mr sets SPIRL's K_max")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--seeds-per-job", type=int, default=1, help="also time this many seeds stacked")
+    parser.add_argument("--baseline-rev", default=None, help="also time this commit's learner first (git rev)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     params = load_params(args.params)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.set_num_threads(params.runtime.torch_threads)
+    before = baseline(args.baseline_rev, args.variants, args.game, args.seconds) if args.baseline_rev else None
     results = [bench_variant(params, v, args.game, device, args.seconds, args.seeds_per_job) for v in args.variants]
-    emit_bench({"bench": "learner", "settings": {"game": args.game, "graph": "eager",
+    if before is not None:
+        for r in results:
+            old = before["results"][r["variant"]]
+            r["baseline_updates_per_s"] = old
+            r["speedup_eager"] = r["updates_per_s"] / old
+            r["speedup_compiled"] = r["compiled"]["updates_per_s"] / old
+    emit_bench({"bench": "learner", "settings": {"game": args.game, "graph": "eager and compiled",
+                                                 "baseline_rev": args.baseline_rev,
                                                  "seeds_per_job": args.seeds_per_job}, "results": results,
                 "device": {"torch_device": str(device), "torch_threads": torch.get_num_threads()}}, args.out)
     return 0

@@ -116,7 +116,7 @@ def main() -> None:
             seeds={name: key.stream(name) for name in ("env", "actions", "init", "noise", "replay")},
             wall_time_s=wall_s / len(runs),
             extra={"base": base, "k_max": k_max, "mr": mr, "resumed": resumed[i], "updates": run.agent.updates,
-                   "replay_bytes": run.replay.nbytes,
+                   "replay_bytes": run.replay.nbytes, "compile_s": run.agent.compile_seconds,
                    "online_env_steps": run.online_steps, "timing_s": timing, "device_used": str(device),
                    "updates_per_s": len(runs) * run.agent.updates / max(timing.get("learn", 0.0), 1e-9),
                    "job": job, **total_time(run, resumed[i], wall_s, timing, len(runs))},

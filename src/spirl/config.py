@@ -36,6 +36,10 @@ class ConfigError(ValueError):
 class RunSpec:
     variant: str
     regime: str
+    games: Literal["all"] | tuple[str, ...] = "all"  # optional: a subset of the table's games
+
+    def runs_on(self, game: str) -> bool:
+        return self.games == "all" or game in self.games
 
 
 @dataclass(frozen=True)
@@ -212,6 +216,7 @@ class RuntimeParams:
     saliency_precision: Literal["fp32", "bf16"]
     saliency_memory_mb: int
     seeds_per_job: int
+    compile_learner: bool
 
 
 @dataclass(frozen=True)
@@ -334,10 +339,12 @@ def build_dataclass(cls: type, data: Any, where: str) -> Any:
             f"unknown key {_key(where, unknown[0])} (value {data[unknown[0]]!r}); allowed keys in "
             f"{where or 'the top level'}: " + ", ".join(names)
         )
-    missing = [n for n in names if n not in data]
+    required = [f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [n for n in required if n not in data]
     if missing:
         raise ConfigError(f"missing key {_key(where, missing[0])}: expected {_describe(hints[missing[0]])}")
-    return cls(**{n: _convert(data[n], hints[n], _key(where, n)) for n in names})
+    return cls(**{n: _convert(data[n], hints[n], _key(where, n)) for n in names if n in data})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -443,6 +450,11 @@ def check_consistency(params: Params) -> None:
                     )
         for i, run in enumerate(table.runs):
             where = f"experiment.tables.{name}.runs[{i}]"
+            table_games = exp.games if table.games == "all" else table.games
+            for game in () if run.games == "all" else run.games:
+                if game not in table_games:
+                    raise ConfigError(f"{where}.games has {game!r}; allowed (the table's games): "
+                                      f"{', '.join(table_games)}")
             if run.variant not in exp.variants:
                 raise ConfigError(f"{where}.variant = {run.variant!r}; allowed: {', '.join(exp.variants)}")
             if run.regime not in params.train.regimes:
@@ -460,7 +472,7 @@ def check_consistency(params: Params) -> None:
     for name in exp.built_tables:  # a SPIRL-base run needs its game's MAE and mr
         table = exp.tables[name]
         for run in table.runs:
-            games = exp.games if table.games == "all" else table.games
+            games = [g for g in (exp.games if table.games == "all" else table.games) if run.runs_on(g)]
             if exp.variants[run.variant].base == "spirl" and not set(games) <= set(exp.mae_games):
                 raise ConfigError(
                     f"experiment.tables.{name} trains {run.variant!r} (base spirl) on {list(games)}, but "
@@ -509,9 +521,11 @@ def resolve_mr(saliency: SaliencyParams, game: str, estimated_mr_star: float | N
 
 
 def _thaw(value: Any) -> Any:
-    """Inverse of _freeze, for re-validation and JSON: dataclasses and mappings -> dict, tuples -> list."""
+    """Inverse of _freeze, for re-validation and JSON: dataclasses and mappings -> dict, tuples -> list (an optional
+    key left at its default is left out, as the YAML had it)."""
     if dataclasses.is_dataclass(value):
-        return {f.name: _thaw(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: _thaw(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if f.default is dataclasses.MISSING or getattr(value, f.name) != f.default}
     if isinstance(value, Mapping):
         return {k: _thaw(v) for k, v in value.items()}
     if isinstance(value, tuple | list):

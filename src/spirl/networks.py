@@ -104,6 +104,25 @@ class TransformerBlock(nn.Module):
         mlp = self.fc2(F.gelu(self.fc1(self.norm2(s1))))  # [N, L, D]
         return s1 + mlp if self.residual else mlp
 
+    def forward_first_row(self, s: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        """Row 0 of `forward(s, key_mask)`, computed from row 0's query alone (exact: a row's output depends on the
+        other rows only through their keys and values, and the MLP acts row by row). SPIRL's [cls] pooling reads
+        nothing else, so its one block costs O(L) attention instead of O(L²) and one MLP row instead of L.
+
+        Args: s [N, L, D]; key_mask [N, L] bool or None. Returns: [N, D].
+        """
+        n, length, d = s.shape
+        dh = d // self.heads
+        h = self.norm1(s)  # [N, L, D]
+        q = F.linear(h[:, 0], self.qkv.weight[:d], self.qkv.bias[:d]).reshape(n, self.heads, 1, dh)  # [N, H, 1, dh]
+        kv = F.linear(h, self.qkv.weight[d:], self.qkv.bias[d:]).reshape(n, length, 2, self.heads, dh)
+        k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)  # 2 × [N, H, L, dh]
+        att = (_attention_weights(q, k, key_mask) @ v).reshape(n, d)  # [N, D] (heads concatenated)
+        att = self.attn_out(att)  # [N, D]
+        s1 = s[:, 0] + att if self.residual else att
+        mlp = self.fc2(F.gelu(self.fc1(self.norm2(s1))))  # [N, D]
+        return s1 + mlp if self.residual else mlp
+
     def query_attention(self, s: torch.Tensor, key_mask: torch.Tensor | None, row: int) -> torch.Tensor:
         """Softmax attention weights of query row `row` over all keys (the weights forward uses).
 
@@ -126,7 +145,11 @@ class PatchTransformerEncoder(nn.Module):
     pool: "cls" - the [cls] output row; "mean" - the mean over the token rows (never the [cls] row): over all K_max rows
     for "zero" (as the plain zero-padding model sees them), over the frame's real rows for "trainable"/"masked"
     (a frame with zero real rows pools to the zero vector).
+    With "cls" pooling only the [cls] row of the block is computed (`first_row_only`, TransformerBlock.
+    forward_first_row); switching it off runs the whole block and reads row 0, the same numbers to float rounding.
     """
+
+    first_row_only = True
 
     def __init__(self, embed_dim: int, token_dim: int, heads: int, mlp_dim: int, layer_norm_eps: float,
                  residual: bool, pool: str, padding: str, frames: int, k_max: int,
@@ -197,6 +220,8 @@ class PatchTransformerEncoder(nn.Module):
         """
         s0 = self.sequences(x, counts)  # [B, F, 1+K, T]
         b = s0.shape[0]
+        if self.pool == "cls" and self.first_row_only:  # only the [cls] row is read: compute nothing else
+            return self.block.forward_first_row(s0.flatten(0, 1), self._key_mask(counts)).reshape(b, self.output_size)
         out = self.block(s0.flatten(0, 1), self._key_mask(counts))  # [B·F, 1+K, T]
         pooled = self._pool(out.reshape(s0.shape), counts)  # [B, F, T]
         return pooled.reshape(b, self.output_size)  # [B, F·T]

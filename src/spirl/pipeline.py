@@ -197,7 +197,7 @@ def table_runs(params: Params, table: str) -> list[dict[str, str]]:
     exp, spec, runs = params.experiment, params.experiment.tables[table], []
     games = exp.games if spec.games == "all" else spec.games
     for run in spec.runs:
-        for game in games:
+        for game in filter(run.runs_on, games):
             for seed in range(exp.variants[run.variant].n_seeds):
                 runs.append({"variant": run.variant, "regime": run.regime, "game": game, "seed": str(seed)})
     return runs

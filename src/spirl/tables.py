@@ -145,7 +145,9 @@ def build_table(name: str, params: Params, results: Mapping[tuple, RunResult], r
         results: (variant, regime, game, seed) -> RunResult for the table's runs (absent = missing).
     """
     rep, exp = params.report, params.experiment
-    requested = {(r.variant, r.regime) for r in exp.tables[name].runs}
+    requested: dict[tuple[str, str], list] = {}  # (variant, regime) -> its run specs (each with its games)
+    for r in exp.tables[name].runs:
+        requested.setdefault((r.variant, r.regime), []).append(r)
     paper = {(r.method, r.regime, r.game): r for r in reference if r.table == name}
     rows = []
     for game in table_games(name, params):
@@ -160,6 +162,10 @@ def build_table(name: str, params: Params, results: Mapping[tuple, RunResult], r
             row["metric"] = params.train.regimes[col.regime].metric
             if (col.variant, col.regime) not in requested:
                 rows.append({**row, "status": f"not requested (not in experiment.tables.{name}.runs)"})
+                continue
+            if not any(r.runs_on(game) for r in requested[(col.variant, col.regime)]):
+                rows.append({**row, "status": f"not requested (experiment.tables.{name}.runs: {col.variant} "
+                                              f"{col.regime} on other games)"})
                 continue
             n = exp.variants[col.variant].n_seeds
             runs = [results.get((col.variant, col.regime, game, str(s)),

@@ -95,7 +95,8 @@ class TrainingRun:
         self.replay_rng = np.random.Generator(np.random.PCG64(key.stream("replay")))  # PER sampling draws
         net = build_qnetwork(spec, params.agent, self.env.n_actions, params.atari.frame_stack,
                              torch.Generator().manual_seed(key.stream("init")))
-        self.agent = Agent(net, params.agent, params.train, device, torch.Generator().manual_seed(key.stream("noise")))
+        self.agent = Agent(net, params.agent, params.train, device, torch.Generator().manual_seed(key.stream("noise")),
+                           compile=params.runtime.compile_learner)  # used by a group of one (StackedAgents: eager)
         self.replay = PrioritizedReplay(
             self.regime.replay_capacity_transitions, spec.shape, spec.dtype, params.atari.frame_stack,
             params.train.multi_step, params.train.discount, params.replay.priority_exponent,

@@ -64,7 +64,8 @@ def test_agent_reaches_90_percent_of_the_optimal_return(variant):
         regimes={"100k": dataclasses.replace(params.train.regimes["100k"], total_env_steps=4000,
                                              replay_capacity_transitions=4000, eval_every_env_steps=4000)})
     params = dataclasses.replace(params, train=train, eval=dataclasses.replace(params.eval, n_envs=10),
-                                 atari=dataclasses.replace(params.atari, frame_size_px=SIZE))
+                                 atari=dataclasses.replace(params.atari, frame_size_px=SIZE),
+                                 runtime=dataclasses.replace(params.runtime, compile_learner=False))
     base = params.experiment.variants[variant].base
     spec = frame_spec(base, params.agent, 4, 64, SIZE, params.replay.embedding_dtype)
     represent = (lambda f, *_: cue_embeddings(f, 4)) if base == "spirl" else make_represent(spec, params, None, 0, None)

@@ -45,7 +45,8 @@ def setup(variant: str, steps: int = STEPS):
                                                            replay_capacity_transitions=steps,
                                                            eval_every_env_steps=steps // 2)})
     params = dataclasses.replace(params, train=train, eval=dataclasses.replace(params.eval, n_envs=2),
-                                 atari=dataclasses.replace(params.atari, frame_size_px=SIZE))
+                                 atari=dataclasses.replace(params.atari, frame_size_px=SIZE),
+                                 runtime=dataclasses.replace(params.runtime, compile_learner=False))
     base = params.experiment.variants[variant].base
     spec = frame_spec(base, params.agent, 4, 64, SIZE, params.replay.embedding_dtype)
     represent = (lambda f, *_: cue_embeddings(f, 4)) if base == "spirl" else make_represent(spec, params, None, 0, None)

@@ -146,6 +146,21 @@ def test_cross_references_are_checked(raw):
         C.params_from_dict(no_mae)
     only_der = _set(_set(no_mae, "experiment.build_tables", ["table11"]), "experiment.tables.table11.games", "all")
     assert C.params_from_dict(only_der).experiment.built_tables == ("table11",)
+    # a run limited to some games (runs[i].games): they must be the table's, and only they need an MAE
+    one_game = _set(no_mae, "experiment.tables.table1.runs",
+                    [{"variant": "spirl", "regime": "100k", "games": ["Frostbite"]}])
+    one_game = _set(one_game, "experiment.build_tables", ["table1"])
+    assert C.params_from_dict(one_game).experiment.tables["table1"].runs[0].games == ("Frostbite",)
+    assert C.to_plain(C.params_from_dict(one_game).experiment.tables["table1"].runs[0])["games"] == ["Frostbite"]
+    assert "games" not in C.to_plain(C.params_from_dict(raw).experiment.tables["table1"].runs[0])
+    outside = _set(raw, "experiment.tables.table14.runs",
+                   [{"variant": "spirl", "regime": "100k", "games": ["Frostbite"]}])
+    with pytest.raises(ConfigError, match=r"table14\.runs\[0\]\.games has 'Frostbite'; allowed \(the table's games\)"):
+        C.params_from_dict(outside)
+    needs_mae = _set(one_game, "experiment.tables.table1.runs",
+                     [{"variant": "spirl", "regime": "100k", "games": ["Frostbite", "Seaquest"]}])
+    with pytest.raises(ConfigError, match=r"no MAE for \['Seaquest'\]"):
+        C.params_from_dict(needs_mae)
 
 
 def test_variant_overrides_are_strict(raw):

@@ -240,3 +240,30 @@ def test_to_gray84_values():
     assert (to_gray84(flat) == 126).all()
     with pytest.raises(ValueError, match="uint8"):
         to_gray84(frames.astype(np.float32))
+
+
+@pytest.mark.parametrize("residual,padding", list(itertools.product([False, True], ["zero", "trainable", "masked"])))
+def test_first_row_shortcut_equals_the_whole_block(residual, padding, monkeypatch):
+    """[cls] pooling computes only the block's row 0 (SPEC §7.4): the same features and the same gradients as the
+    whole block read at row 0, for every padding (masked keys included)."""
+    x, counts = _batch()
+    outs, grads = [], []
+    for first_row_only in (True, False):
+        monkeypatch.setattr(PatchTransformerEncoder, "first_row_only", first_row_only)
+        enc = _encoder(residual, "cls", padding)
+        out = enc(x, counts)
+        (out * torch.linspace(-1, 1, out.numel()).reshape(out.shape)).sum().backward()
+        outs.append(out.detach())
+        grads.append({n: p.grad.clone() for n, p in enc.named_parameters()})
+    torch.testing.assert_close(outs[0], outs[1], atol=1e-6, rtol=1e-5)
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-5, rtol=1e-5, msg=name)
+    blk = _encoder(residual, "cls", padding).block
+    s = torch.randn(5, 1 + K, T, generator=_gen(3))
+    mask = torch.rand(5, 1 + K, generator=_gen(4)) > 0.3
+    mask[:, 0] = True
+    for key_mask in (None, mask):
+        with torch.no_grad():
+            torch.testing.assert_close(blk.forward_first_row(s, key_mask), blk(s, key_mask)[:, 0], atol=1e-6,
+                                       rtol=1e-5)

@@ -84,8 +84,8 @@ def test_desk_profile_plans_exactly_its_slice_of_the_paper():
     games = ["Frostbite", "MsPacman", "Seaquest", "BattleZone"]
     assert names == [*(f"collect-{g}" for g in games), "pretrain_mae-Frostbite", "estimate_mr-Frostbite",
                      "saliency_figures-Frostbite", "fig8", *(f"train-de_rainbow-100k-{g}-0" for g in games),
-                     "aggregate", "table-table2", "table-table11", "publish-table2", "publish-table11", "figures",
-                     "report"]
+                     "train-spirl-100k-Frostbite-0", "aggregate", "table-table2", "table-table11", "publish-table2",
+                     "publish-table11", "figures", "fig6-Frostbite", "report"]
     # the paper's settings: nothing of the method or agent differs from params.yaml but the profile's scope
     full = params("full")
     for section in ("atari", "collect", "mae", "saliency", "agent", "replay", "train", "eval", "runtime"):
@@ -93,7 +93,7 @@ def test_desk_profile_plans_exactly_its_slice_of_the_paper():
     report = P.report_job(p)
     assert report.inputs["mae-run"] == ["data/desk/mae/Frostbite/run.json"]
     assert report.inputs["mr"] == ["results/desk/mr/Frostbite/mr.json"]
-    assert len(report.inputs["collect-run"]) == 4 and "fig6" not in report.inputs
+    assert len(report.inputs["collect-run"]) == 4 and "fig6" in report.inputs  # from the SPIRL Frostbite run
     assert P.job_for(p, P.FIG8, {}).inputs == {"mr": ["results/desk/mr/Frostbite/mr.json"]}
 
 
@@ -103,3 +103,11 @@ def test_a_profile_without_mae_games_has_no_mae_jobs():
     stages = {job.stage.name for job in P.jobs(p)}
     assert not stages & {"pretrain_mae", "estimate_mr", "saliency_figures", "fig8"}
     assert not set(P.report_job(p).inputs) & {"mae-run", "mae-loss", "mr", "fig2", "fig3", "fig8", "fig6"}
+
+
+def test_a_table_run_may_name_a_subset_of_the_games():
+    """experiment.tables.X.runs[i].games: that run only on those games (desk: SPIRL on Frostbite alone)."""
+    p = params("desk")
+    runs = [tuple(r.values()) for r in P.table_runs(p, "table2")]
+    assert runs == [("de_rainbow", "100k", g, "0") for g in ("Frostbite", "MsPacman", "Seaquest", "BattleZone")] + [
+        ("spirl", "100k", "Frostbite", "0")]
