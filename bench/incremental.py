@@ -6,7 +6,8 @@
 
 Per game: the first n frames of its random-policy collection, in playing order, one frame per call as a training
 env sees them; the full map of each frame (error_map) against the incremental one (spirl.incremental, the frame
-compared with the one before; episode starts computed in full), timed side by side in one process, with the share
+compared with the one before; episode starts computed in full), each with and without the first decoder block's
+shortcut (SPEC §4), timed side by side in one process, with the share
 of targets recomputed, the largest difference of values, and whether every frame's dynamic-K selection (at the
 game's adopted K_max and uncapped) is identical. The share depends on the frames only, not on the MAE.
 """
@@ -31,26 +32,37 @@ from spirl.selection import dynamic_k_batched, k_max_from_ratio
 
 
 def compare(model, frames: np.ndarray, starts: np.ndarray, settings, k_max: int) -> dict:
-    """Time both ways on the same frames (alternating, one frame per call) and compare their maps."""
-    inc = IncrementalErrorMaps(model, settings)
-    seconds = {"full": 0.0, "incremental": 0.0}
+    """Time four ways on the same frames (interleaved, one frame per call): full and incremental maps, each with and
+    without the first decoder block's shortcut; compare every map with the plain full one."""
+    ways = [(name, shortcut) for name in ("full", "incremental") for shortcut in (False, True)]
+    inc = {shortcut: IncrementalErrorMaps(model, settings) for shortcut in (False, True)}
+    seconds = dict.fromkeys(ways, 0.0)
     worst, same = 0.0, 0
-    for i in range(len(frames)):
-        start = time.perf_counter()
-        full = error_map(model, frames[i:i + 1], settings)
-        seconds["full"] += time.perf_counter() - start
-        start = time.perf_counter()
-        part = inc(frames[i:i + 1], ["env"], [bool(starts[i])])
-        seconds["incremental"] += time.perf_counter() - start
-        worst = max(worst, float((full - part).abs().max()))
-        n = full.shape[1]
-        same += all(torch.equal(dynamic_k_batched(full, k, 1.0)[0], dynamic_k_batched(part, k, 1.0)[0])
-                    for k in (k_max, n))
-    return {"frames": len(frames), "recompute_share": inc.recompute_share,
-            "full_s_per_frame": seconds["full"] / len(frames),
-            "incremental_s_per_frame": seconds["incremental"] / len(frames),
-            "speedup": seconds["full"] / seconds["incremental"], "max_abs_difference": worst,
-            "identical_selections": same / len(frames)}
+    try:
+        for i in range(len(frames)):
+            maps = {}
+            for name, shortcut in ways:
+                type(model).first_block_shortcut = shortcut
+                start = time.perf_counter()
+                if name == "full":
+                    maps[name, shortcut] = error_map(model, frames[i:i + 1], settings)
+                else:
+                    maps[name, shortcut] = inc[shortcut](frames[i:i + 1], ["env"], [bool(starts[i])])
+                seconds[name, shortcut] += time.perf_counter() - start
+            plain = maps["full", False]
+            worst = max(worst, *(float((m - plain).abs().max()) for m in maps.values()))
+            n = plain.shape[1]
+            same += all(torch.equal(dynamic_k_batched(plain, k, 1.0)[0], dynamic_k_batched(m, k, 1.0)[0])
+                        for k in (k_max, n) for m in maps.values())
+    finally:
+        type(model).first_block_shortcut = True
+    per_frame = {f"{name}{'' if shortcut else '_no_shortcut'}_s_per_frame": s / len(frames)
+                 for (name, shortcut), s in seconds.items()}
+    return {"frames": len(frames), "recompute_share": inc[True].recompute_share, **per_frame,
+            "speedup": seconds["full", True] / seconds["incremental", True],
+            "speedup_vs_plain_full": seconds["full", False] / seconds["incremental", True],
+            "shortcut_speedup_full": seconds["full", False] / seconds["full", True],
+            "max_abs_difference": worst, "identical_selections": same / len(frames)}
 
 
 def main(argv: list[str] | None = None) -> int:

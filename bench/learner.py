@@ -3,7 +3,8 @@
 Paper sizes from params.yaml (batch 32, 18 actions; SPIRL K_max of the given game's adopted mr), on
 synthetic batches (the replay is not timed here: see bench/run.py for whole runs). Each variant is timed eager
 and compiled (runtime.compile_learner; its compile time reported); with --baseline-rev the same benchmark of an
-earlier commit's learner runs first in the same invocation, so before and after are measured side by side.
+earlier commit's learner runs in the same invocation, in interleaved rounds (medians reported), so before and
+after are measured side by side.
 
     python bench/learner.py --baseline-rev cd763cf --out bench/results/learner-<device>.json
 """
@@ -73,36 +74,71 @@ def baseline(rev: str, variants: list[str], game: str, seconds: float) -> dict:
     return {"rev": rev, "results": {r["variant"]: r["updates_per_s"] for r in record["results"]}}
 
 
-def bench_variant(params, variant: str, game: str, device: torch.device, seconds: float, seeds: int) -> dict:
-    """updates/s (batch 32) and actions/s (batch 1) for one variant; with seeds > 1 also the stacked learner of
-    that many seeds in one process (spirl.multiseed), its updates/s counting one update of every seed as one."""
-    p = resolve_variant(params, variant)
-    base = p.experiment.variants[variant].base
-    k_max = k_max_from_ratio(144, p.saliency.paper_mr[game])
-    spec = frame_spec(base, p.agent, k_max, p.mae.encoder_dim, p.atari.frame_size_px, p.replay.embedding_dtype)
-    net = build_qnetwork(spec, p.agent, 18, p.atari.frame_stack, torch.Generator().manual_seed(0))
-    agent = Agent(net, p.agent, p.train, device, torch.Generator().manual_seed(1))
-    rng = np.random.default_rng(0)
-    batch = synthetic_batch(spec, p.train.batch_size, p.atari.frame_stack, rng)
-    one = torch.as_tensor(synthetic_batch(spec, 1, p.atari.frame_stack, rng)["obs"], device=device)
-    out = {"variant": variant, "frame": spec.kind, "frame_shape": list(spec.shape),
-           "parameters": parameter_count(net), "batch": p.train.batch_size,
-           "updates_per_s": rate(lambda: agent.learn(batch), seconds, device),
-           "actions_per_s": rate(lambda: agent.act(one), seconds, device)}
-    net = build_qnetwork(spec, p.agent, 18, p.atari.frame_stack, torch.Generator().manual_seed(0))
-    compiled = Agent(net, p.agent, p.train, device, torch.Generator().manual_seed(1), compile=True)
-    out["compiled"] = {"updates_per_s": rate(lambda: compiled.learn(batch), seconds, device),
-                       "compile_s": compiled.compile_seconds}
-    if seeds > 1:
-        agents = [Agent(build_qnetwork(spec, p.agent, 18, p.atari.frame_stack, torch.Generator().manual_seed(s)),
-                        p.agent, p.train, device, torch.Generator().manual_seed(100 + s)) for s in range(seeds)]
-        stacked = StackedAgents(agents)
-        batches = [synthetic_batch(spec, p.train.batch_size, p.atari.frame_stack, rng) for _ in range(seeds)]
-        stacks = np.stack([synthetic_batch(spec, 1, p.atari.frame_stack, rng)["obs"] for _ in range(seeds)])
-        out["stacked"] = {"seeds": seeds, "updates_per_s": rate(lambda: stacked.learn(batches), seconds, device),
-                          "actions_per_s": rate(lambda: stacked.act(stacks), seconds, device)}
-        out["stacked"]["seed_updates_per_s"] = seeds * out["stacked"]["updates_per_s"]
-    return out
+def profile_learn(agent: Agent, batch: dict, updates: int = 20, top: int = 12) -> dict:
+    """Where an (eager) update's time goes: the operators with the most self time, in ms per update and share."""
+    from torch.profiler import ProfilerActivity, profile
+
+    agent.learn(batch)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(updates):
+            agent.learn(batch)
+    ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in ops)
+    return {"updates": updates, "ms_per_update": total / 1e3 / updates,
+            "top_ops": [{"op": e.key, "ms_per_update": e.self_cpu_time_total / 1e3 / updates,
+                         "share": e.self_cpu_time_total / total, "calls_per_update": e.count / updates}
+                        for e in ops[:top]]}
+
+
+class VariantBench:
+    """One variant's agents at paper sizes: the eager and the compiled learner, timed again each round."""
+
+    def __init__(self, params, variant: str, game: str, device: torch.device, seconds: float) -> None:
+        p = resolve_variant(params, variant)
+        base = p.experiment.variants[variant].base
+        k_max = k_max_from_ratio(144, p.saliency.paper_mr[game])
+        self.p, self.variant, self.device, self.seconds = p, variant, device, seconds
+        self.spec = frame_spec(base, p.agent, k_max, p.mae.encoder_dim, p.atari.frame_size_px,
+                               p.replay.embedding_dtype)
+        self.agent, self.compiled = (
+            Agent(self.net(0), p.agent, p.train, device, torch.Generator().manual_seed(1), compile=compile)
+            for compile in (False, True))
+        self.rng = np.random.default_rng(0)
+        self.batch = synthetic_batch(self.spec, p.train.batch_size, p.atari.frame_stack, self.rng)
+        self.rounds: list[dict[str, float]] = []
+
+    def net(self, seed: int):
+        generator = torch.Generator().manual_seed(seed)
+        return build_qnetwork(self.spec, self.p.agent, 18, self.p.atari.frame_stack, generator)
+
+    def measure(self) -> None:
+        self.rounds.append({"eager": rate(lambda: self.agent.learn(self.batch), self.seconds, self.device),
+                            "compiled": rate(lambda: self.compiled.learn(self.batch), self.seconds, self.device)})
+
+    def result(self, seeds: int) -> dict:
+        """updates/s (batch 32; median over the rounds) and actions/s (batch 1); with seeds > 1 also the stacked
+        learner of that many seeds in one process (spirl.multiseed), one update of every seed counted as one."""
+        p, spec, device, seconds = self.p, self.spec, self.device, self.seconds
+        one = torch.as_tensor(synthetic_batch(spec, 1, p.atari.frame_stack, self.rng)["obs"], device=device)
+        out = {"variant": self.variant, "frame": spec.kind, "frame_shape": list(spec.shape),
+               "parameters": parameter_count(self.agent.online), "batch": p.train.batch_size,
+               "updates_per_s": float(np.median([r["eager"] for r in self.rounds])),
+               "actions_per_s": rate(lambda: self.agent.act(one), seconds, device),
+               "compiled": {"updates_per_s": float(np.median([r["compiled"] for r in self.rounds])),
+                            "compile_s": self.compiled.compile_seconds},
+               "rounds": self.rounds}
+        if device.type == "cpu":
+            out["profile"] = profile_learn(self.agent, self.batch)
+        if seeds > 1:
+            agents = [Agent(self.net(s), p.agent, p.train, device, torch.Generator().manual_seed(100 + s))
+                      for s in range(seeds)]
+            stacked = StackedAgents(agents)
+            batches = [synthetic_batch(spec, p.train.batch_size, p.atari.frame_stack, self.rng) for _ in range(seeds)]
+            stacks = np.stack([synthetic_batch(spec, 1, p.atari.frame_stack, self.rng)["obs"] for _ in range(seeds)])
+            out["stacked"] = {"seeds": seeds, "updates_per_s": rate(lambda: stacked.learn(batches), seconds, device),
+                              "actions_per_s": rate(lambda: stacked.act(stacks), seconds, device)}
+            out["stacked"]["seed_updates_per_s"] = seeds * out["stacked"]["updates_per_s"]
+        return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,21 +149,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--seeds-per-job", type=int, default=1, help="also time this many seeds stacked")
     parser.add_argument("--baseline-rev", default=None, help="also time this commit's learner first (git rev)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (medians reported)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     params = load_params(args.params)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.set_num_threads(params.runtime.torch_threads)
-    before = baseline(args.baseline_rev, args.variants, args.game, args.seconds) if args.baseline_rev else None
-    results = [bench_variant(params, v, args.game, device, args.seconds, args.seeds_per_job) for v in args.variants]
-    if before is not None:
-        for r in results:
-            old = before["results"][r["variant"]]
-            r["baseline_updates_per_s"] = old
-            r["speedup_eager"] = r["updates_per_s"] / old
-            r["speedup_compiled"] = r["compiled"]["updates_per_s"] / old
+    benches = [VariantBench(params, v, args.game, device, args.seconds) for v in args.variants]
+    before: list[dict] = []
+    for _ in range(args.rounds):  # interleaved rounds, so a change in the machine's load hits both sides
+        if args.baseline_rev:
+            before.append(baseline(args.baseline_rev, args.variants, args.game, args.seconds)["results"])
+        for bench in benches:
+            bench.measure()
+    results = [bench.result(args.seeds_per_job) for bench in benches]
+    for r in results if before else ():
+        old = float(np.median([b[r["variant"]] for b in before]))
+        r["baseline_updates_per_s"], r["baseline_rounds"] = old, [b[r["variant"]] for b in before]
+        r["speedup_eager"] = r["updates_per_s"] / old
+        r["speedup_compiled"] = r["compiled"]["updates_per_s"] / old
     emit_bench({"bench": "learner", "settings": {"game": args.game, "graph": "eager and compiled",
-                                                 "baseline_rev": args.baseline_rev,
+                                                 "baseline_rev": args.baseline_rev, "rounds": args.rounds,
+                                                 "seconds_per_rate": args.seconds,
                                                  "seeds_per_job": args.seeds_per_job}, "results": results,
                 "device": {"torch_device": str(device), "torch_threads": torch.get_num_threads()}}, args.out)
     return 0

@@ -285,6 +285,8 @@ class MaskedAutoencoder(nn.Module):
             x = block(x)
         return self.decoder_pred(self.decoder_norm(x[:, 1:]))
 
+    first_block_shortcut = True  # decode_rows' first-block shortcut (off: the plain block, for tests and benchmarks)
+
     def decode_rows(self, latent: torch.Tensor, ids_keep: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """decode(latent, ids_keep)[b, rows[b]], computing the last block only at that row (exact shortcut).
 
@@ -292,7 +294,7 @@ class MaskedAutoencoder(nn.Module):
         """
         x = self._decoder_input(latent, ids_keep)  # [B, 1+N, Dd]
         first, *body, last = self.decoder_blocks
-        x = first.forward_qkv(x, self._first_qkv(first, x, ids_keep))
+        x = first.forward_qkv(x, self._first_qkv(first, x, ids_keep)) if self.first_block_shortcut else first(x)
         for block in body:
             x = block(x)
         return self.decoder_pred(self.decoder_norm(last.forward_rows(x, rows + 1)))

@@ -307,3 +307,13 @@ def test_first_block_shortcut_equals_the_plain_projection(visible):
         fast = model._first_qkv(first, x, ids)
         torch.testing.assert_close(fast, plain, atol=1e-6, rtol=1e-5)
         torch.testing.assert_close(first.forward_qkv(x, fast), first(x), atol=1e-6, rtol=1e-5)
+
+
+def test_error_maps_equal_with_and_without_the_first_block_shortcut(monkeypatch):
+    """MaskedAutoencoder.first_block_shortcut off runs the plain first block: the same error maps to 1e-6."""
+    model = _model(48, seed=9)
+    frames = np.random.default_rng(10).integers(0, 256, (3, 48, 48, 3), dtype=np.uint8)
+    fast = error_map(model, frames, FP32)
+    monkeypatch.setattr(type(model), "first_block_shortcut", False)
+    plain = error_map(model, frames, FP32)
+    torch.testing.assert_close(fast, plain, atol=1e-6, rtol=1e-5)
