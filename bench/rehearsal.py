@@ -69,7 +69,8 @@ def train_extrapolation(job, measured: dict, full, desk: Path) -> dict:
     """Hours of the paper profile's (variant, regime) run on this machine, from the rehearsal run's part costs.
 
     per env step: env, represent, replay, checkpoint (over every step); act (over the steps after warm-up);
-    per update: learn; per evaluation frame: eval (frames = episode steps + one reset frame per env).
+    per update: learn (less the compilation paid in the first update, counted once); per evaluation frame: eval
+    (frames = episode steps + one reset frame per env).
     """
     wc = job.wildcards
     rec, evals = read(job.outputs["run"]), read(job.outputs["eval"])["points"]
@@ -84,9 +85,11 @@ def train_extrapolation(job, measured: dict, full, desk: Path) -> dict:
     full_learning = full_steps - (0 if prefilled else paper.train.learn_start_env_steps)
     full_updates = full_learning // regime.env_steps_per_update
     per_step = sum(parts.get(p, 0.0) for p in ("env", "represent", "replay", "checkpoint")) / steps
+    compile_s = rec.get("compile_s", 0.0)  # runtime.compile_learner: paid once in the first update, not per update
+    per_update = max(parts.get("learn", 0.0) - compile_s, 0.0) / max(updates - (compile_s > 0), 1)
     hours = {"steps": per_step * full_steps / 3600,
              "act": parts.get("act", 0.0) / max(steps - warmup, 1) * full_learning / 3600,
-             "learn": parts.get("learn", 0.0) / max(updates, 1) * full_updates / 3600}
+             "learn": per_update * full_updates / 3600, "compile": compile_s / 3600}
     length, source = eval_lengths(desk, wc["game"])
     n_points = math.ceil(regime.total_env_steps / regime.eval_every_env_steps)
     eval_per_frame = parts.get("eval", 0.0) / max(eval_frames, 1)
@@ -97,7 +100,7 @@ def train_extrapolation(job, measured: dict, full, desk: Path) -> dict:
             "rehearsal": {"env_steps": steps, "updates": updates, "eval_frames": eval_frames, "timing_s": parts,
                           "wall_s": measured["wall_s"], "peak_host_mb": measured["peak_host_mb"],
                           "peak_gpu_mb": rec.get("peak_memory_mb", {}).get("gpu")},
-            "per_env_step_s": per_step, "per_update_s": parts.get("learn", 0.0) / max(updates, 1),
+            "per_env_step_s": per_step, "per_update_s": per_update, "compile_s": compile_s,
             "per_eval_frame_s": eval_per_frame,
             "replay_bytes_full": rec["replay_bytes"], "projected_peak_host_mb": round(projected, 1),
             "within_machine_memory": projected < MACHINE_MEMORY_MB,
