@@ -55,18 +55,22 @@ def parse_args():
 
 
 def total_time(run: TrainingRun, resumed: bool, wall_s: float, timing: dict[str, float], group_size: int) -> dict:
-    """The run's wall time over every process that trained it (a resumed run: the ones before too), by part.
+    """The run's wall time over every process that trained it (a resumed run: the ones before too), by part, and
+    its process CPU seconds (this process's, and over every process when the checkpoint recorded them).
 
     Adds this process's wall_s and timing to what the resumed checkpoint recorded of the earlier processes (up to
     that checkpoint). wall_time_total_s is this seed's share of the group's wall time, like wall_time_s. A run
     resumed from a checkpoint written before elapsed time was recorded has no total (None).
     """
+    cpu_s = time.process_time() - run.cpu_started
     if resumed and not run.prior_s:
-        return {"wall_time_total_s": None, "timing_total_s": None}
+        return {"wall_time_total_s": None, "timing_total_s": None, "cpu_time_s": cpu_s, "cpu_time_total_s": None}
     prior = dict(run.prior_s)
     wall = prior.pop("wall", 0.0) + wall_s
+    cpu = None if resumed and "cpu" not in prior else prior.pop("cpu", 0.0) + cpu_s
     parts = {k: prior.get(k, 0.0) + timing.get(k, 0.0) for k in dict.fromkeys([*prior, *timing])}
-    return {"wall_time_total_s": wall / group_size, "timing_total_s": parts}
+    return {"wall_time_total_s": wall / group_size, "timing_total_s": parts, "cpu_time_s": cpu_s / group_size,
+            "cpu_time_total_s": None if cpu is None else cpu / group_size}
 
 
 def main() -> None:

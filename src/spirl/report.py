@@ -24,25 +24,29 @@ PARTS = ("env", "represent", "act", "replay", "learn", "eval", "checkpoint")
 def run_section(status: list[dict], records: dict) -> list[str]:
     """One row per run: its final metric, wall hours over every process that trained it, by part, the learner's
     updates/s and peak host memory (from its run.json)."""
-    lines = ["## Runs", "", "| run | status | metric | score | wall hours | " + " | ".join(PARTS)
-             + " (hours) | updates/s | peak host MiB | device |", "|---" * (8 + len(PARTS)) + "|"]
+    lines = ["## Runs", "", "| run | status | metric | score | wall hours | CPU hours | " + " | ".join(PARTS)
+             + " (hours) | updates/s | peak host MiB | device |", "|---" * (9 + len(PARTS)) + "|"]
     for row in status:
         rec = records.get(tuple(row[f] for f in RUN_FIELDS))
         name = f"{row['variant']} {row['regime']} {row['game']} seed {row['seed']}"
         score = f"{float(row['score']):.1f}" if row["score"] != "" else "—"
         if rec is None:
-            lines.append(f"| {name} | {row['status']} | {row['metric']} | {score} |" + " |" * (4 + len(PARTS)))
+            lines.append(f"| {name} | {row['status']} | {row['metric']} | {score} |" + " |" * (5 + len(PARTS)))
             continue
         total = total_seconds(rec)  # None: resumed, the earlier processes' time not recorded
         note = "" if total is not None else " (last process only)"
         total = total if total is not None else rec["wall_time_s"]
         parts = rec.get("timing_total_s") or rec["timing_s"]
         hours = [f"{parts.get(p, 0.0) / 3600:.3f}" for p in PARTS]
-        lines.append(f"| {name} | {row['status']} | {row['metric']} | {score} | {total / 3600:.2f}{note} | "
+        cpu = rec.get("cpu_time_total_s")
+        cpu = "—" if cpu is None else f"{cpu / 3600:.2f}"
+        lines.append(f"| {name} | {row['status']} | {row['metric']} | {score} | {total / 3600:.2f}{note} | {cpu} | "
                      + " | ".join(hours) + f" | {rec['updates_per_s']:.1f} | "
                      f"{rec.get('peak_memory_mb', {}).get('host', '—')} | {device_name(rec)} |")
     return [*lines, "", "Parts: the group's clock (a job of several seeds shares it); wall hours are this seed's "
-            "share. Scores: final_mean = mean of the last evaluation's episodes; best_median = max over "
+            "share; CPU hours are the training process's CPU time over every process that trained the run (one "
+            "thread: one core's hours, unaffected by other load on the machine; — where a checkpoint predates "
+            "their recording). Scores: final_mean = mean of the last evaluation's episodes; best_median = max over "
             "evaluation points of the median.", ""]
 
 

@@ -105,6 +105,7 @@ class TrainingRun:
         self.clock = Stopwatch()
         self.prior_s: dict[str, float] = {}  # elapsed_s of the checkpoint this process resumed from
         self.started = time.perf_counter()
+        self.cpu_started = time.process_time()  # CPU seconds: unlike wall time, blind to other load and pauses
         self.learn_start = params.train.learn_start_env_steps
         if prefill is not None:  # DE-Rainbow-P: the pre-training transitions replace the random warm-up
             terminals = prefill["terminals"].copy()
@@ -199,8 +200,10 @@ class TrainingRun:
     # --- checkpoints --------------------------------------------------------------------------------
 
     def elapsed(self) -> dict[str, float]:
-        """Wall seconds by part (the group's clock) and in all ("wall"), over every process of this run so far."""
-        now = {**self.clock.seconds, "wall": time.perf_counter() - self.started}
+        """Wall seconds by part (the group's clock), in all ("wall"), and the process's CPU seconds ("cpu"), over
+        every process of this run so far."""
+        now = {**self.clock.seconds, "wall": time.perf_counter() - self.started,
+               "cpu": time.process_time() - self.cpu_started}
         return {k: self.prior_s.get(k, 0.0) + now.get(k, 0.0) for k in dict.fromkeys([*self.prior_s, *now])}
 
     def save(self, path: Path) -> None:

@@ -69,6 +69,7 @@ def test_same_seed_gives_identical_bytes(inputs, tmp_path, variant):
     record = json.loads((tmp_path / "a" / "run.json").read_text())
     assert record["updates"] == 120 and record["resumed"] is False  # one update per step after 40 random steps
     assert record["wall_time_total_s"] == pytest.approx(record["wall_time_s"], abs=1e-3)  # not resumed: one process
+    assert 0 < record["cpu_time_s"] == record["cpu_time_total_s"]
     assert record["peak_memory_mb"]["host"] > 100
     assert record["timing_total_s"]["learn"] == pytest.approx(record["timing_s"]["learn"])
     with np.load(tmp_path / "a" / "weights.npz") as weights:
@@ -96,6 +97,7 @@ def test_killed_run_resumes_to_identical_bytes(inputs, tmp_path):
     # the total counts the killed process up to its checkpoint too: more than the resumed process's own time
     assert record["timing_total_s"]["env"] > record["timing_s"]["env"]
     assert record["wall_time_total_s"] > record["wall_time_s"]
+    assert record["cpu_time_total_s"] > record["cpu_time_s"] > 0  # CPU seconds too, over both processes
 
 
 def test_seeds_in_one_job_write_the_files_of_single_seed_jobs(inputs, tmp_path):

@@ -19,13 +19,14 @@ def _record(**extra):
 
 def test_run_rows_use_the_total_over_resumes_and_name_a_missing_run():
     records = {("de_rainbow", "100k", "Seaquest", "0"): _record(
-        wall_time_total_s=5400.0, timing_total_s={"learn": 3600.0, "env": 360.0}, peak_memory_mb={"host": 812.5})}
+        wall_time_total_s=5400.0, timing_total_s={"learn": 3600.0, "env": 360.0}, peak_memory_mb={"host": 812.5},
+        cpu_time_total_s=4320.0)}
     lines = run_section(STATUS, records)
     row = next(line for line in lines if "Seaquest" in line)
-    assert "| 512.5 | 1.50 | 0.100 | 0.000 | 0.000 | 0.000 | 1.000 |" in row and "812.5" in row
+    assert "| 512.5 | 1.50 | 1.20 | 0.100 | 0.000 | 0.000 | 0.000 | 1.000 |" in row and "812.5" in row
     records = {("de_rainbow", "100k", "Seaquest", "0"): _record()}  # one process, before totals were recorded
     row = next(line for line in run_section(STATUS, records) if "Seaquest" in line)
-    assert "| 512.5 | 0.50 | 0.028 |" in row
+    assert "| 512.5 | 0.50 | — | 0.028 |" in row  # CPU time not recorded: a dash, never a guess
     records = {("de_rainbow", "100k", "Seaquest", "0"): _record(resumed=True)}  # resumed: earlier time unknown
     row = next(line for line in run_section(STATUS, records) if "Seaquest" in line)
     assert "0.50 (last process only)" in row
