@@ -1,0 +1,325 @@
+"""Wu et al.'s self-supervised attention mask (SPEC §13 `wu_mask`): shapes, init, transport, loss, pair sampling,
+patch pooling, and a functional test on synthetic moving sprites against frame_diff and random."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from spirl.networks import parameter_count, to_gray84
+from spirl.scorers import frame_diff, random_scores
+from spirl.selection import dynamic_k_batched
+from spirl.wu import (
+    MASK_SIZE,
+    WuAttention,
+    WuOutput,
+    WuSettings,
+    gray_frames,
+    gray_input,
+    mask_patch_scores,
+    pair_indices,
+    patch_scores,
+    thresholded_squared_error,
+    train_step,
+    transport,
+    wu_loss,
+)
+
+
+def _conv_params(c_in: int, c_out: int, k: int) -> int:
+    """Weights and biases of a (transposed) convolution with a k×k kernel."""
+    return c_in * c_out * k * k + c_out
+
+
+def test_parameter_count_by_hand():
+    encoder = _conv_params(1, 32, 8) + _conv_params(32, 64, 4) + _conv_params(64, 32, 3)  # 2,080 + 32,832 + 18,464
+    layer_norms = 2 * (32 * 20 * 20 + 64 * 9 * 9 + 32 * 7 * 7)  # weight and bias over (C, H, W) after each conv
+    mask = encoder + layer_norms + _conv_params(32, 1, 1)
+    decoder = _conv_params(32, 64, 3) + _conv_params(64, 32, 4) + _conv_params(32, 16, 8) + _conv_params(16, 1, 3)
+    model = WuAttention(torch.Generator().manual_seed(0))
+    assert parameter_count(model.encoder) == encoder == 53_376
+    assert parameter_count(model.mask_generator) == mask == 92_513
+    assert parameter_count(model.decoder) == decoder == 84_225
+    assert parameter_count(model) == encoder + mask + decoder == 230_114
+
+
+def test_output_shapes():
+    model = WuAttention(torch.Generator().manual_seed(1))
+    gen = torch.Generator().manual_seed(2)
+    x_s, x_t = torch.rand(2, 1, 84, 84, generator=gen), torch.rand(2, 1, 84, 84, generator=gen)
+    phi, psi = model.features(x_t), model.mask(x_t)
+    assert phi.shape == (2, 32, 7, 7) and (phi >= 0).all()
+    assert MASK_SIZE == 7 and psi.shape == (2, 1, 7, 7) and ((psi >= 0) & (psi <= 1)).all()
+    assert model.decode(phi).shape == (2, 1, 84, 84)
+    out = model(x_s, x_t)
+    assert out.recon.shape == out.recon_auto.shape == (2, 1, 84, 84) and out.mask_t.shape == (2, 1, 7, 7)
+    with pytest.raises(ValueError, match=r"float \[B, 1, 84, 84\]"):
+        model.mask(torch.rand(2, 1, 96, 96))
+
+
+def test_init_is_orthogonal_with_relu_gain_from_the_generator_only():
+    state = torch.random.get_rng_state()
+    a = WuAttention(torch.Generator().manual_seed(3))
+    assert torch.equal(torch.random.get_rng_state(), state)  # the global RNG is untouched
+    b = WuAttention(torch.Generator().manual_seed(3))
+    c = WuAttention(torch.Generator().manual_seed(4))
+    for (name, pa), pb, pc in zip(a.named_parameters(), b.parameters(), c.parameters(), strict=True):
+        assert torch.equal(pa, pb), name
+        if pa.dim() == 4:
+            assert not torch.equal(pa, pc), name
+    convs = [m for m in a.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)]
+    assert len(convs) == 3 + 4 + 4
+    for layer in convs:
+        w = layer.weight.flatten(1)  # [dim 0, rest]
+        gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+        torch.testing.assert_close(gram, 2.0 * torch.eye(len(gram)), atol=1e-4, rtol=0)  # gain² = 2 (ReLU)
+        assert torch.equal(layer.bias, torch.zeros_like(layer.bias))
+    for norm in (m for m in a.modules() if isinstance(m, nn.LayerNorm)):
+        assert tuple(norm.normalized_shape) in {(32, 20, 20), (64, 9, 9), (32, 7, 7)}
+        assert torch.equal(norm.weight, torch.ones_like(norm.weight))
+        assert torch.equal(norm.bias, torch.zeros_like(norm.bias))
+
+
+def test_transport_by_hand_and_its_gradients():
+    # 2 channels, 1×2 cells. Cell 0: Ψs = 0.25, Ψt = 0.5; cell 1: Ψs = 1, Ψt = 0.
+    phi_s = torch.tensor([[[[2.0, 4.0]], [[6.0, 8.0]]]], requires_grad=True)  # [1, 2, 1, 2]
+    phi_t = torch.tensor([[[[10.0, 20.0]], [[30.0, 40.0]]]], requires_grad=True)
+    psi_s = torch.tensor([[[[0.25, 1.0]]]], requires_grad=True)  # [1, 1, 1, 2]
+    psi_t = torch.tensor([[[[0.5, 0.0]]]], requires_grad=True)
+    out = transport(phi_s, psi_s, phi_t, psi_t)
+    # cell 0: 0.75 * 0.5 * phi_s + 0.5 * phi_t; cell 1: 0 * 1 * phi_s + 0 * phi_t = 0
+    expected = torch.tensor([[[[0.375 * 2 + 5, 0.0]], [[0.375 * 6 + 15, 0.0]]]])
+    torch.testing.assert_close(out, expected, atol=0, rtol=0)
+    out.sum().backward()
+    assert phi_s.grad is None and psi_s.grad is None  # the source terms are detached
+    torch.testing.assert_close(phi_t.grad, psi_t.detach().expand(1, 2, 1, 2))  # dΦ̂/dΦt = Ψt
+    # dΣΦ̂/dΨt = Σ_c (Φt − (1 − Ψs)·Φs): cell 0: (10 − 1.5) + (30 − 4.5) = 34; cell 1: 20 + 40 = 60
+    torch.testing.assert_close(psi_t.grad, torch.tensor([[[[34.0, 60.0]]]]))
+
+
+def test_forward_uses_the_transport_and_no_gradient_reaches_the_source_frame():
+    model = WuAttention(torch.Generator().manual_seed(5))
+    gen = torch.Generator().manual_seed(6)
+    x_s = torch.rand(2, 1, 84, 84, generator=gen).requires_grad_(True)
+    x_t = torch.rand(2, 1, 84, 84, generator=gen).requires_grad_(True)
+    out = model(x_s, x_t)
+    with torch.no_grad():
+        mixed = transport(model.features(x_s), model.mask(x_s), model.features(x_t), model.mask(x_t))
+        torch.testing.assert_close(out.recon, model.decode(mixed), atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(out.recon_auto, model.decode(model.features(x_t)), atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(out.mask_t, model.mask(x_t))
+    wu_loss(out, x_t.detach(), WuSettings()).total.backward()
+    assert x_s.grad is None and x_t.grad is not None and x_t.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_thresholded_error_and_loss_by_hand():
+    target = torch.zeros(1, 1, 2, 2)
+    pred = torch.tensor([[[[0.0, 0.5], [0.05, 1.0]]]])  # e = 0, 0.25, 0.0025, 1
+    # δ = 0.01 drops 0 and 0.0025 (counted as 0): (0.25 + 1) / 4
+    torch.testing.assert_close(thresholded_squared_error(pred, target, 0.01), torch.tensor(0.3125))
+    # δ = 0.25: e = 0.25 is not above δ, so it is dropped too: 1 / 4
+    torch.testing.assert_close(thresholded_squared_error(pred, target, 0.25), torch.tensor(0.25))
+    torch.testing.assert_close(thresholded_squared_error(pred, target, 0.0), torch.tensor(1.2525 / 4))
+    auto = torch.tensor([[[[0.1, 0.0], [0.0, -0.3]]]])  # squared: 0.01 + 0.09 = 0.1, mean 0.025
+    mask_t = torch.full((1, 1, 7, 7), 0.2)
+    settings = WuSettings()
+    assert (settings.delta, settings.mask_weight, settings.max_gap, settings.lr) == (0.01, 1e-3, 60, 1e-3)
+    terms = wu_loss(WuOutput(pred, auto, mask_t), target, settings)
+    torch.testing.assert_close(terms.transport, torch.tensor(0.3125))
+    torch.testing.assert_close(terms.auto, torch.tensor(0.025))
+    torch.testing.assert_close(terms.sparsity, torch.tensor(0.2))
+    torch.testing.assert_close(terms.total, torch.tensor(0.3125 + 0.025 + 1e-3 * 0.2))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.delta = 0.1
+    for bad in ({"delta": -1.0}, {"mask_weight": float("nan")}, {"max_gap": 0}, {"lr": 0.0}, {"batch_size": 1.5}):
+        with pytest.raises(ValueError, match="WuSettings"):
+            WuSettings(**bad)
+
+
+def test_pair_indices_stay_inside_episodes():
+    episodes = np.array([0, 0, 0, 1, 1, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3])  # episode 2 has a single frame
+    s, t = pair_indices(episodes, 5000, max_gap=4, generator=torch.Generator().manual_seed(0))
+    assert s.shape == t.shape == (5000,) and s.dtype == t.dtype == torch.int64
+    assert torch.equal(torch.from_numpy(episodes)[s], torch.from_numpy(episodes)[t])
+    gap = t - s
+    assert gap.min() == 1 and gap.max() == 4
+    assert not set(s.tolist()) & {2, 4, 5, 15}  # an episode's last frame (or only frame) is never a source
+    assert 5 not in set(t.tolist())
+    assert set(s.tolist()) == {0, 1, 3, 6, 7, 8, 9, 10, 11, 12, 13, 14}  # sources uniform over the 12 others
+    counts = torch.bincount(s, minlength=16)[[0, 1, 3, 6, 7, 8, 9, 10, 11, 12, 13, 14]].double()
+    assert (counts - 5000 / 12).abs().max() < 100
+    # clipped gaps: from frame 0 of episode 0 (2 frames left) the gap is uniform on {1, 2}; from frame 13, {1, 2}
+    for source, allowed in ((0, {1, 2}), (1, {1}), (13, {1, 2}), (9, {1, 2, 3, 4})):
+        seen = gap[s == source]
+        assert set(seen.tolist()) == allowed
+        shares = torch.bincount(seen)[sorted(allowed)].double() / len(seen)
+        assert (shares - 1 / len(allowed)).abs().max() < 0.12
+    # episodes are runs of equal consecutive ids, whatever the id values
+    s2, t2 = pair_indices(np.array([5, 5, 2, 2]), 200, generator=torch.Generator().manual_seed(1))
+    assert set(zip(s2.tolist(), t2.tolist(), strict=True)) == {(0, 1), (2, 3)}
+
+
+def test_pair_gaps_are_uniform_up_to_max_gap_and_reproducible():
+    episodes = np.zeros(10_000, dtype=np.int32)
+    s, t = pair_indices(episodes, 120_000, generator=torch.Generator().manual_seed(2))
+    far = s < 10_000 - 1 - 60  # sources with 60 or more frames left
+    gaps = torch.bincount((t - s)[far], minlength=61)
+    assert gaps[0] == 0 and len(gaps) == 61
+    expected = far.sum().item() / 60
+    assert (gaps[1:].double() - expected).abs().max() < 0.1 * expected
+    again = pair_indices(episodes, 120_000, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(again[0], s) and torch.equal(again[1], t)
+    other = pair_indices(episodes, 120_000, generator=torch.Generator().manual_seed(3))
+    assert not torch.equal(other[0], s)
+    with pytest.raises(TypeError, match="torch.Generator"):
+        pair_indices(episodes, 4)
+    with pytest.raises(ValueError, match="no episode has two frames"):
+        pair_indices(np.arange(5), 4, generator=torch.Generator())
+    with pytest.raises(ValueError, match="max_gap"):
+        pair_indices(episodes, 4, max_gap=0, generator=torch.Generator())
+
+
+def test_mask_pooling_by_hand():
+    # 2×2 mask, one hot cell (row 0, col 1), upsampled ×4 to 8×8 (align_corners=False), 4×4 patches.
+    # Along an axis the hot cell's weight over the 8 output pixels is [0, 0, 1/8, 3/8, 5/8, 7/8, 1, 1] from the low
+    # side; a patch's mean over its 4 pixels is then 1/8 (near half) or 7/8 (far half), and the 2-D mean is the product.
+    mask = torch.tensor([[[[0.0, 1.0], [0.0, 0.0]]]])
+    scores = mask_patch_scores(mask, 8, 4)
+    expected = torch.tensor([[7 / 8 * 1 / 8, 7 / 8 * 7 / 8, 1 / 8 * 1 / 8, 1 / 8 * 7 / 8]])  # rows: near, far
+    torch.testing.assert_close(scores, expected, atol=0, rtol=0)
+    # a constant mask pools to the same constant everywhere
+    torch.testing.assert_close(mask_patch_scores(torch.full((2, 1, 7, 7), 0.3), 96, 8), torch.full((2, 144), 0.3))
+
+
+def _bilinear_weights(n_in: int, n_out: int) -> np.ndarray:
+    """[n_out, n_in] 1-D bilinear interpolation matrix with half-pixel centres (align_corners=False)."""
+    w = np.zeros((n_out, n_in))
+    for i in range(n_out):
+        x = max((i + 0.5) * n_in / n_out - 0.5, 0.0)
+        lo = min(int(np.floor(x)), n_in - 1)
+        hi = min(lo + 1, n_in - 1)
+        frac = x - lo
+        w[i, lo] += 1 - frac
+        w[i, hi] += frac
+    return w
+
+
+def test_mask_pooling_matches_an_independent_reference():
+    mask = torch.rand(3, 1, 7, 7, generator=torch.Generator().manual_seed(7))
+    w = _bilinear_weights(7, 96)  # [96, 7]
+    up = np.einsum("ri,bij,cj->brc", w, mask[:, 0].double().numpy(), w)  # [3, 96, 96]
+    ref = up.reshape(3, 12, 8, 12, 8).mean(axis=(2, 4)).reshape(3, 144)  # row-major patches
+    torch.testing.assert_close(mask_patch_scores(mask, 96, 8).double(), torch.from_numpy(ref), atol=1e-6, rtol=1e-6)
+    with pytest.raises(ValueError, match="multiple of patch_px"):
+        mask_patch_scores(mask, 96, 7)
+
+
+def test_patch_scores_read_the_mask_of_the_gray84_frame():
+    model = WuAttention(torch.Generator().manual_seed(8))
+    frames = np.random.default_rng(9).integers(0, 256, (5, 96, 96, 3), dtype=np.uint8)
+    gray = gray_frames(frames)
+    assert gray.dtype == torch.uint8 and torch.equal(gray, torch.from_numpy(to_gray84(frames)))
+    model.train()
+    scores = patch_scores(model, frames, 96, 8, chunk=2)
+    assert model.training  # previous mode restored
+    assert scores.shape == (5, 144) and scores.dtype == torch.float32
+    with torch.no_grad():
+        direct = mask_patch_scores(model.mask(gray_input(gray)), 96, 8)
+    torch.testing.assert_close(scores, direct, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(gray_input(gray)[:, 0] * 255.0, gray.float())
+    with pytest.raises(ValueError, match=r"\[B, 96, 96, 3\]"):
+        patch_scores(model, frames[:, :84], 96, 8)
+
+
+# ---- functional test: synthetic moving sprites -------------------------------------------------------------------
+
+HUD, BLOCK, SPRITE, BACKGROUND = 140, 90, 230, 20
+STEPS = 250  # Adam steps of batch 8: ~25-30 s on one busy CPU thread
+
+
+def _moving_sprites(episodes: int, length: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Episodes of 96×96 RGB frames: a bright 8×8 sprite moving at constant speed (2-4 px per step on each axis,
+    bouncing off the walls) on a dark background with static distractors (a gray HUD bar on rows 0-5, a dim
+    8×16 block).
+
+    Returns: frames uint8 [E·L, 96, 96, 3]; episode ids [E·L]; sprite top-left corners [E·L, 2].
+    """
+    rng = np.random.default_rng(seed)
+    frames = np.full((episodes * length, 96, 96, 3), BACKGROUND, dtype=np.uint8)
+    frames[:, 0:6] = HUD
+    frames[:, 40:48, 0:16] = BLOCK
+    corners = np.zeros((episodes * length, 2), dtype=np.int64)
+    for e in range(episodes):
+        pos = rng.integers(8, 81, 2)  # (y, x), y >= 8 keeps the sprite below the HUD
+        vel = rng.choice([-4, -3, -2, 2, 3, 4], 2)
+        for i in range(length):
+            f = e * length + i
+            frames[f, pos[0]:pos[0] + 8, pos[1]:pos[1] + 8] = SPRITE
+            corners[f] = pos
+            for axis, low in ((0, 8), (1, 0)):
+                if not low <= pos[axis] + vel[axis] <= 88:
+                    vel[axis] = -vel[axis]
+            pos = pos + vel
+    return frames, np.repeat(np.arange(episodes), length), corners
+
+
+def _sprite_patches(corners: np.ndarray) -> torch.Tensor:
+    """bool [F, 144]: the patches the 8×8 sprite with top-left corner corners[f] overlaps (1, 2 or 4)."""
+    out = torch.zeros(len(corners), 12, 12, dtype=torch.bool)
+    for row, (y, x) in enumerate(corners):
+        out[row, y // 8:(y + 7) // 8 + 1, x // 8:(x + 7) // 8 + 1] = True
+    return out.flatten(1)
+
+
+def _recall(scores: torch.Tensor, sprite: torch.Tensor, k_max: int) -> float:
+    """Share of (frame, sprite patch) pairs inside the frame's dynamic-K selection. sprite: bool [F, N]."""
+    indices, counts = dynamic_k_batched(scores, k_max)
+    selected = torch.zeros_like(sprite)
+    for row in range(len(sprite)):
+        selected[row, indices[row, :counts[row]]] = True
+    return (selected & sprite).sum().item() / sprite.sum().item()
+
+
+def test_trained_wu_mask_and_frame_diff_select_the_moving_sprite():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train, episodes, _ = _moving_sprites(40, 16, seed=0)
+        test, test_episodes, corners = _moving_sprites(10, 16, seed=1)
+        later = test_episodes[1:] == test_episodes[:-1]  # test frames with a previous frame in their episode
+        current, previous, sprite = test[1:][later], test[:-1][later], _sprite_patches(corners[1:][later])
+        k_max = 43  # floor(144 · 0.3)
+
+        model = WuAttention(torch.Generator().manual_seed(0))
+        untrained = _recall(patch_scores(model, current, 96, 8), sprite, k_max)
+        settings = WuSettings(batch_size=8)
+        optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+        gray, pairs = gray_frames(train), torch.Generator().manual_seed(1)
+        start = time.perf_counter()
+        for _ in range(STEPS):
+            s, t = pair_indices(episodes, settings.batch_size, settings.max_gap, pairs)
+            terms = train_step(model, optimizer, gray, s, t, settings)
+        seconds = time.perf_counter() - start
+        trained_scores = patch_scores(model, current, 96, 8)
+        trained = _recall(trained_scores, sprite, k_max)
+        diff = _recall(frame_diff(current, previous, 8), sprite, k_max)
+        chance = _recall(random_scores(len(current), 144, torch.Generator().manual_seed(2)), sprite, k_max)
+    finally:
+        torch.set_num_threads(threads)
+    sprite_mean, median = trained_scores[sprite].mean().item(), trained_scores.median().item()
+    report = (f"recall: wu {trained:.3f} (untrained {untrained:.3f}), frame_diff {diff:.3f}, random {chance:.3f}; "
+              f"wu sprite mean {sprite_mean:.3f}, median {median:.3f}; {STEPS} steps in {seconds:.1f} s")
+    assert torch.isfinite(terms.total), report
+    assert trained >= 0.9, report
+    assert diff == 1.0, report  # every patch the sprite touches changed, and dynamic-K keeps all changed patches
+    assert chance < 0.5, report  # about K / N without a criterion
+    # the trained mask is low on most of the frame: the median patch score is far below the sprite's patches
+    assert median < 0.25 * sprite_mean, report
+    print(report)
+
