@@ -16,7 +16,7 @@ SMK_PROFILE_ARGS := $(if $(filter full,$(PROFILE)),,--configfile conf/$(PROFILE)
 DVC_FILE := $(if $(filter full,$(PROFILE)),dvc.yaml,pipelines/$(PROFILE)/dvc.yaml)
 
 .PHONY: setup smoke test lint dvc-yaml sync-dvc sync-smk dvc-smoke bench-env clean-smoke tables-now report-now desk \
-	desk-evidence rehearsal
+	desk-evidence rehearsal slurm-up slurm-down
 
 setup: $(VENV)/.installed
 
@@ -95,3 +95,15 @@ bench-env: setup
 
 clean-smoke:
 	rm -rf data/smoke results/smoke work/smoke
+
+# A one-node SLURM cluster on this machine (root; Debian's packages via apt-get) to run profiles/slurm for real, its
+# GPU jobs on a fake gres gpu:1 (runtime.device auto -> CPU there):
+#   make slurm-up; eval "$$(workflow/scripts/slurm_cluster.sh env)"
+#   snakemake --workflow-profile profiles/slurm --slurm-status-command squeue ...; make slurm-down
+# SLURM_ACCOUNTING=slurmdbd also runs slurmdbd + MariaDB (plain sacct with requested resources; no squeue flag needed).
+SLURM_ACCOUNTING ?= jobcomp
+slurm-up:
+	SLURM_ACCOUNTING=$(SLURM_ACCOUNTING) SLURM_FAKE_GPUS=1 SLURM_NODE_MEM_MB=65536 bash workflow/scripts/slurm_cluster.sh start
+
+slurm-down:
+	bash workflow/scripts/slurm_cluster.sh stop
