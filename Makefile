@@ -16,7 +16,7 @@ SMK_PROFILE_ARGS := $(if $(filter full,$(PROFILE)),,--configfile conf/$(PROFILE)
 DVC_FILE := $(if $(filter full,$(PROFILE)),dvc.yaml,pipelines/$(PROFILE)/dvc.yaml)
 
 .PHONY: setup smoke test lint dvc-yaml sync-dvc sync-smk dvc-smoke bench-env clean-smoke tables-now report-now desk \
-	desk-evidence rehearsal slurm-up slurm-down
+	desk-evidence rehearsal slurm-up slurm-down dvc-remote
 
 setup: $(VENV)/.installed
 
@@ -107,3 +107,11 @@ slurm-up:
 
 slurm-down:
 	bash workflow/scripts/slurm_cluster.sh stop
+
+# DVC's default remote, where `dvc push` sends and `dvc pull` fetches every cached artefact (frames, models, runs,
+# tables): a shared directory (/mnt/shared/spirl-dvc), SSH (ssh://host/path; pip install dvc-ssh) or S3
+# (s3://bucket/path; pip install dvc-s3). It is written to .dvc/config: commit it to share it.
+dvc-remote: setup
+	@test -n "$(REMOTE)" || { echo "usage: make dvc-remote REMOTE=<directory | ssh://host/path | s3://bucket/path>" >&2; exit 2; }
+	dvc remote add --default --force shared "$(REMOTE)"
+	dvc remote list

@@ -8,7 +8,10 @@ real smoke profile. The checks:
 2. after the sync step (`dvc commit`), `dvc status` has nothing to do;
 3. `dvc repro` from an empty workspace builds the same bytes (wall-time artefacts aside);
 4. after the other sync step (`make sync-smk`), `snakemake -n` and `dvc status` both have nothing to do;
-5. a params change makes both tools plan the affected jobs again.
+5. the DVC remote (what `make dvc-remote` sets): `dvc push`, then a fresh clone's `dvc pull` restores every
+   artefact byte for byte, `dvc status` is clean there, and after the sync step Snakemake has nothing to do;
+6. a params change makes both tools plan the affected jobs again, and `dvc exp run -S` runs it as an experiment
+   that `dvc exp show` lists with its params.
 """
 
 from __future__ import annotations
@@ -134,10 +137,33 @@ def test_whole_smoke_dag_with_both_tools(repo):
     assert "Nothing to be done" in _run([*smk[:1], "-n", *smk[2:]], repo)
     assert "up to date" in _run([dvc, "status", pipeline], repo)
 
-    # 5. a report-params change makes both tools plan the report's jobs (and nothing upstream) again
+    # 5. the DVC remote: push; a fresh clone pulls every artefact, byte for byte, and neither tool has work to do
+    remote = repo.parent / f"{repo.name}-remote"
+    _run([dvc, "remote", "add", "--default", "--force", "shared", str(remote)], repo)  # = make dvc-remote REMOTE=…
+    _run(["git", "add", "-A"], repo)
+    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "smoke run, remote"], repo)
+    _run([dvc, "push", pipeline], repo)
+    clone = repo.parent / f"{repo.name}-clone"
+    _run(["git", "clone", "-q", str(repo), str(clone)], repo.parent)
+    assert not (clone / "results").exists()  # git holds no artefact
+    _run([dvc, "pull", pipeline], clone)
+    assert _digests(clone, dvc_outputs) == _digests(repo, dvc_outputs)
+    assert "up to date" in _run([dvc, "status", pipeline], clone)
+    _run([*smk[:1], "-j1", "--touch", *smk[2:]], clone)  # make sync-smk
+    _run([*smk[:1], "-j1", *smk[2:]], clone)
+    assert "Nothing to be done" in _run([*smk[:1], "-n", *smk[2:]], clone)
+
+    # 6. a report-params change makes both tools plan the report's jobs (and nothing upstream) again
     smoke = repo / "conf" / "smoke.yaml"
     smoke.write_text(smoke.read_text().replace("bootstrap_reps: 50", "bootstrap_reps: 60"))
     plan = _run([*smk[:1], "-n", *smk[2:]], repo)
     assert "rule table:" in plan and "rule train" not in plan and "rule collect:" not in plan
     status = _run([dvc, "status", pipeline], repo)
     assert "changed deps" in status and "table-table2" in status and "train-" not in status
+    # ... and as a DVC experiment on the committed state: it re-runs only those stages and is listed with its params
+    smoke.write_text(smoke.read_text().replace("bootstrap_reps: 60", "bootstrap_reps: 50"))
+    ran = _run([dvc, "exp", "run", pipeline, "-n", "reps60", "-S", "conf/smoke.yaml:report.bootstrap_reps=60"], repo)
+    assert f"Running stage '{pipeline}:table-table2'" in ran and f"Running stage '{pipeline}:train-" not in ran
+    assert f"Stage '{pipeline}:train-spirl-100k-Seaquest-0-1' didn't change, skipping" in ran
+    shown = _run([dvc, "exp", "show", "--no-pager", "--csv"], repo)
+    assert "reps60" in shown and "report.bootstrap_reps" in shown
