@@ -406,11 +406,18 @@ class PrioritizedReplay:
         self._max_priority = max(self._max_priority, float(values.max()))
         self._refresh(self._count - 1 - (self._count - 1 - idx) % self._capacity)
 
-    def state_dict(self) -> dict[str, np.ndarray]:
-        """Copies of every array and counter (numpy), enough to restore sampling exactly with the same generator."""
+    def state_dict(self, copy: bool = True) -> dict[str, np.ndarray]:
+        """Every array and counter (numpy), enough to restore sampling exactly with the same generator.
+
+        The per-slot arrays hold their filled rows only (min(count, capacity)): an early checkpoint of a 400K buffer
+        is small, and nothing untouched is read. copy=False returns views of them, for a caller that writes them out
+        before the next append (a checkpoint): no second copy of a full buffer in memory.
+        """
         state = {f"tree_{k}": v for k, v in self._tree.state_dict().items()}
+        filled = min(self._count, self._capacity)
         for name in _ARRAYS:
-            state[name] = getattr(self, f"_{name}").copy()
+            rows = getattr(self, f"_{name}")[:filled]
+            state[name] = rows.copy() if copy else rows
         state.update(count=np.asarray(self._count, np.int64), max_priority=np.asarray(self._max_priority))
         return state | {"config": self._config()}
 
@@ -424,7 +431,14 @@ class PrioritizedReplay:
         if not np.array_equal(np.asarray(state["config"]), self._config()):
             raise ValueError(f"saved buffer config {state['config']} differs from {self._config()}")
         self._tree.load_state_dict({k: state[f"tree_{k}"] for k in ("sum", "min", "max")})
-        for name in _ARRAYS:
-            _copy_into(getattr(self, f"_{name}"), state[name], name)
+        filled = min(int(state["count"]), self._capacity)
+        for name in _ARRAYS:  # the filled rows (checkpoints from before that rule hold every row: also accepted)
+            source, target = np.asarray(state[name]), getattr(self, f"_{name}")
+            rows = source.shape[0] if source.ndim else -1
+            if not filled <= rows <= self._capacity:
+                raise ValueError(f"{name}: saved {rows} rows, the buffer's count needs {filled} to {self._capacity}")
+            _copy_into(target[:rows], source, name)
+            if rows < self._capacity and target[rows:].any():  # a used buffer restored: clear what was not saved
+                target[rows:] = 0
         self._count = int(state["count"])
         self._max_priority = float(state["max_priority"])

@@ -210,7 +210,11 @@ class TrainingRun:
         """Everything needed to continue exactly, written atomically."""
         self.state.elapsed_s = self.elapsed()
         maps = getattr(self.represent, "maps", None)
-        state = {"key": self.key, "agent": self.agent.state_dict(), "replay": self.replay.state_dict(),
+        # the replay's filled rows as tensors sharing its memory: torch.save streams them without a copy (a numpy
+        # array would be pickled through a full in-memory copy: 2x a 400K buffer's gigabytes at every checkpoint)
+        replay = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
+                  for k, v in self.replay.state_dict(copy=False).items()}
+        state = {"key": self.key, "agent": self.agent.state_dict(), "replay": replay,
                  "represent": maps.state(self.key) if maps is not None else None,
                  "env": self.env.get_state(), "rng": self.rng.bit_generator.state,
                  "replay_rng": self.replay_rng.bit_generator.state, "run": self.state,

@@ -378,3 +378,32 @@ def test_nbytes_counts_the_full_capacity():
     base = 128  # the sum tree's leaves: the next power of two
     expected = 100 * (5 * 64 * 2 + 8 + 4 + 1 + 8) + 3 * 2 * base * 8  # frames, actions, rewards, terminals, priorities
     assert buf.nbytes == expected  # before any row is written
+
+
+def test_state_dict_holds_the_filled_rows_and_restores_any_buffer_exactly():
+    """A checkpoint of a partly filled buffer holds only its filled rows; restoring it into a fresh buffer, into a
+    used one (rows beyond them cleared) and from an old-style full-size state gives the same buffer and samples."""
+    source = _buffer(50, 4, 3, new_priority="max", seed=1)
+    _fill(source, [], {7}, 20)
+    saved = source.state_dict()
+    assert saved["frames"].shape == (20, 6, 6) and saved["priorities"].shape == (20,)
+    views = source.state_dict(copy=False)
+    assert np.shares_memory(views["frames"], source._frames) and not np.shares_memory(saved["frames"], source._frames)
+    used = _buffer(50, 4, 3, new_priority="max", seed=1)
+    _fill(used, [], set(), 45)  # different content in rows 20-44
+    fresh = _buffer(50, 4, 3, new_priority="max", seed=1)
+    full = {k: (np.concatenate([v, np.zeros((30, *v.shape[1:]), v.dtype)]) if k in ("frames", "actions", "rewards",
+                                                                                    "terminals", "priorities") else v)
+            for k, v in saved.items()}  # what checkpoints held before: every row
+    for target, state in ((used, saved), (fresh, saved), (_buffer(50, 4, 3, new_priority="max", seed=1), full)):
+        target.load_state_dict(state)
+        for name in ("frames", "actions", "rewards", "terminals", "priorities"):
+            np.testing.assert_array_equal(getattr(target, f"_{name}"), getattr(source, f"_{name}"), err_msg=name)
+        target._rng = np.random.default_rng(5)
+        source._rng = np.random.default_rng(5)
+        a, b = source.sample(8, 0.5), target.sample(8, 0.5)
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    short = {**saved, "frames": saved["frames"][:10]}
+    with pytest.raises(ValueError, match="frames: saved 10 rows, the buffer's count needs 20 to 50"):
+        fresh.load_state_dict(short)
