@@ -14,7 +14,7 @@ from spirl import runtime as R
 from spirl.config import ConfigError, RuntimeParams
 
 CPU = RuntimeParams(device="cpu", torch_threads=1, pretrain_precision="bf16", saliency_precision="fp32",
-                    saliency_memory_mb=4096, seeds_per_job=1)
+                    saliency_memory_mb=4096, seeds_per_job=1, compile_learner=False)
 
 FORK = multiprocessing.get_context("fork")  # the child has torch and spirl loaded already: no import cost
 
