@@ -42,12 +42,13 @@ def n_actions_from_weights(weights: dict[str, np.ndarray], atoms: int) -> int:
 
 
 def time_points(episodes: np.ndarray, stack: int, count: int) -> np.ndarray:
-    """`count` frame indices spread evenly over the first episode, each with stack-1 predecessors in it."""
-    first = np.flatnonzero(episodes == episodes[0])  # an episode's frames are contiguous (collect.py)
-    candidates = first[stack - 1:]
-    if len(candidates) < count:
-        raise ValueError(f"the first episode has {len(first)} frames: too few for {count} stacks of {stack}")
-    return candidates[np.linspace(0, len(candidates) - 1, count).round().astype(np.int64)]
+    """`count` frame indices spread evenly over the first episode long enough to hold them, each with stack-1
+    predecessors in it (a random policy's first episode may end after a few frames)."""
+    for episode in dict.fromkeys(episodes.tolist()):  # in collection order; an episode's frames are contiguous
+        candidates = np.flatnonzero(episodes == episode)[stack - 1:]
+        if len(candidates) >= count:
+            return candidates[np.linspace(0, len(candidates) - 1, count).round().astype(np.int64)]
+    raise ValueError(f"no episode of {len(episodes)} frames has {count} stacks of {stack}: too few frames")
 
 
 def fig6_data(params: Params, mae: MaskedAutoencoder, mr: float, weights: dict[str, np.ndarray],

@@ -167,8 +167,10 @@ def test_script_end_to_end_deterministic(params, tmp_path):
         assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
         ts = script.time_points(np.repeat(np.arange(2), [9, 5]), 4, 3)
         assert ts.tolist() == [3, 5, 8]  # linspace 0, 2.5, 5 rounds half to even
+        ts = script.time_points(np.repeat(np.arange(3), [4, 9, 5]), 4, 3)  # the first episode is too short
+        assert ts.tolist() == [7, 9, 12]  # the second one's frames 4-12, from their 4th on
         with pytest.raises(ValueError, match="too few"):
-            script.time_points(np.repeat(np.arange(2), [5, 9]), 4, 3)
+            script.time_points(np.repeat(np.arange(2), [5, 4]), 4, 3)
         with np.load(tmp_path / "weights.npz") as data:
             weights = {k: data[k] for k in data.files}
         assert script.n_actions_from_weights(weights, 51) == 5
