@@ -211,6 +211,9 @@ def aggregate_rows(name: str, params: Params, cells: Sequence[dict], reference: 
         row = {"table": name, "part": "aggregate", "game": AGGREGATE_ROW, "method": method, "variant": variant,
                "regime": regime, "metric": metric, "unit": "human-normalised", "note": AGGREGATE_NOTE}
         mine = [c for c in cells if (c["method"], c["variant"], c["regime"]) == (method, variant, regime)]
+        if any("n_seeds" not in c for c in mine):  # a run limited to some of the table's games (runs[i].games)
+            rows.append({**row, "status": "not computed (not requested on every game of the table)"})
+            continue
         seeds = {c["n_seeds"] for c in mine}
         missing = [g for g in games if ("random", g) not in norm or ("human", g) not in norm]
         if missing or len(seeds) != 1 or 0 in seeds:

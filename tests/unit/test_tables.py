@@ -323,3 +323,23 @@ def test_paper_z_places_a_measurement_in_the_papers_spread():
     assert math.isnan(paper_z(5.0, 254.7, math.nan))  # the paper printed no std (SimPLe)
     assert math.isnan(paper_z(math.nan, 341.4, 277.8))  # nothing measured
     assert math.isnan(paper_z(5.0, 1.0, 0.0))
+
+
+def test_a_run_limited_to_some_games_leaves_the_others_unrequested(tmp_path, reference):
+    """experiment.tables.X.runs[i].games: the other games' cells say so, and the column has no IQM row (it would
+    need every game) instead of failing."""
+    raw = copy.deepcopy(RAW)
+    raw["experiment"]["variants"]["spirl"]["n_seeds"] = 3
+    raw["experiment"]["variants"]["de_rainbow"]["n_seeds"] = 2
+    raw["experiment"]["tables"]["table2"]["runs"] = [
+        {"variant": "de_rainbow", "regime": "100k"}, {"variant": "spirl", "regime": "100k", "games": ["Seaquest"]}]
+    params = params_from_dict(raw)
+    runs = write_fixture_runs(tmp_path, params, "table2", RETURNS)
+    assert [k for k, _, _ in runs if k[0] == "spirl"] == [("spirl", "100k", "Seaquest", str(s)) for s in range(3)]
+    results = {key: load_run(key, e, r, params) for key, e, r in runs}
+    cells = build_table("table2", params, results, reference)
+    frost = cell(cells, "Frostbite", "SPIRL, 100K")
+    assert frost["status"] == "not requested (experiment.tables.table2.runs: spirl 100k on other games)"
+    assert "n_seeds" in cell(cells, "Seaquest", "SPIRL, 100K")
+    iqm_row = cell(cells, "IQM (human-normalised)", "SPIRL, 100K", part="aggregate")
+    assert iqm_row["status"] == "not computed (not requested on every game of the table)"
