@@ -64,7 +64,8 @@ def total_time(run: TrainingRun, resumed: bool, wall_s: float, timing: dict[str,
     """
     cpu_s = time.process_time() - run.cpu_started
     if resumed and not run.prior_s:
-        return {"wall_time_total_s": None, "timing_total_s": None, "cpu_time_s": cpu_s, "cpu_time_total_s": None}
+        return {"wall_time_total_s": None, "timing_total_s": None, "cpu_time_s": cpu_s / group_size,
+                "cpu_time_total_s": None}
     prior = dict(run.prior_s)
     wall = prior.pop("wall", 0.0) + wall_s
     cpu = None if resumed and "cpu" not in prior else prior.pop("cpu", 0.0) + cpu_s
