@@ -25,7 +25,7 @@ from spirl.io import read_json
 from spirl.mae import MaskedAutoencoder
 from spirl.plots import patch_mask_image, save_figure
 from spirl.pretrain import load_model
-from spirl.represent import make_represent
+from spirl.represent import make_represent, make_scorer
 from spirl.runtime import setup_torch
 from spirl.saliency import error_map, error_map_settings
 from spirl.selection import k_max_from_ratio, select_batched
@@ -65,7 +65,8 @@ def fig6_data(params: Params, mae: MaskedAutoencoder, mr: float, weights: dict[s
     ts = time_points(episodes, stack, params.report.fig6_frames)  # [T]
     window = ts[:, None] + np.arange(1 - stack, 1)  # [T, F] oldest first
     settings = error_map_settings(params, mae)
-    represent = make_represent(spec, params, mae, k_max, settings)  # what the agent stores and sees
+    scorer = make_scorer(params, mae, settings)
+    represent = make_represent(spec, params, mae, k_max, scorer)  # what the agent stores and sees
     stacks = represent(frames[window.reshape(-1)]).reshape(len(ts), stack, *spec.shape)  # [T, F, K_max, D]
     errors = error_map(mae, frames[ts], settings)  # [T, N]
     indices, counts = select_batched(errors, sal.selection, k_max, sal.xscale)  # [T, K_max], [T]

@@ -21,6 +21,7 @@ from spirl.pretrain import (
     fingerprint,
     load_checkpoint,
     new_run,
+    pretrain_seeds,
     save_checkpoint,
     save_model,
     steps_per_epoch,
@@ -28,7 +29,6 @@ from spirl.pretrain import (
 )
 from spirl.runinfo import run_record
 from spirl.runtime import autocast_dtype, setup_torch
-from spirl.seeding import derive_seed
 
 
 def main() -> None:
@@ -42,7 +42,7 @@ def main() -> None:
     log = setup_logging("pretrain_mae", args.log)
     params = load_params(args.params)
     mae, device = params.mae, setup_torch(params.runtime)
-    seeds = {k: derive_seed(mae.seed, "mae", args.game, k) for k in ("init", "sample", "mask")}
+    seeds = pretrain_seeds(mae, args.game)
     with np.load(args.in_frames) as data:
         frames = data["frames"]  # [N, H, W, 3] uint8
     start = time.perf_counter()

@@ -1,7 +1,7 @@
 """Train and evaluate (variant, regime, game) runs of one or more seeds (SPEC §7-§10); resumes from the work folders.
 
 PYTHONHASHSEED=0 python src/train_agent.py --params params.yaml conf/full.yaml --variant spirl --regime 100k \
-    --game Seaquest --seed 0 [--in-model MAE --in-mr MR.json] [--in-frames FRAMES.npz] \
+    --game Seaquest --seed 0 [--in-model MAE --in-mr MR.json [--in-wu WU.npz]] [--in-frames FRAMES.npz] \
     --out-eval .../eval.json --out-progress .../progress.csv --out-run .../run.json --out-weights .../weights.npz \
     --work work/full/runs/spirl/100k/Seaquest/0
 Several seeds (runtime.seeds_per_job): `--seed 0 1 2` with one --out-* path and one --work folder per seed, in the
@@ -21,8 +21,8 @@ from spirl.cli import base_parser, setup_logging
 from spirl.config import ConfigError, load_params, resolve_mr, resolve_variant, to_plain
 from spirl.io import read_json, write_json, write_npz
 from spirl.plots import write_csv
-from spirl.pretrain import load_model
-from spirl.represent import make_represent
+from spirl.pretrain import load_model, untrained_mae
+from spirl.represent import make_represent, make_scorer
 from spirl.runinfo import run_record
 from spirl.runtime import setup_torch
 from spirl.saliency import error_map_settings
@@ -38,7 +38,7 @@ def parse_args():
     parser.add_argument("--regime", required=True)
     parser.add_argument("--game", required=True)
     parser.add_argument("--seed", type=int, nargs="+", required=True)
-    for name in ("model", "mr", "frames"):
+    for name in ("model", "mr", "wu", "frames"):
         parser.add_argument(f"--in-{name}", type=Path, default=None)
     for name in OUTPUTS:
         parser.add_argument(f"--out-{name}", type=Path, nargs="+", required=True)
@@ -74,6 +74,22 @@ def total_time(run: TrainingRun, resumed: bool, wall_s: float, timing: dict[str,
             "cpu_time_total_s": None if cpu is None else cpu / group_size}
 
 
+def scorer_of(args, params, mae, device):
+    """The run's saliency scorer (SPEC §13): the MAE's error map, or the control / alternative that
+    saliency.scorer names (its model built or loaded here)."""
+    name, settings = params.saliency.scorer, error_map_settings(params, mae)
+    untrained = untrained_mae(params.mae, args.game, mae.config.img_size, device) if name == "mae_untrained" \
+        else None
+    wu = None
+    if name == "wu_mask":
+        if args.in_wu is None:
+            raise ConfigError(f"variant {args.variant!r} (saliency.scorer wu_mask) needs --in-wu")
+        from spirl.wu import load_model as load_wu
+
+        wu = load_wu(args.in_wu, device)
+    return make_scorer(params, mae, settings, untrained=untrained, wu=wu)
+
+
 def main() -> None:
     args = parse_args()
     log = setup_logging("train_agent", args.log)
@@ -90,7 +106,7 @@ def main() -> None:
         k_max = n if params.saliency.selection == "all" else k_max_from_ratio(n, mr)
     spec = frame_spec(base, params.agent, k_max, mae.config.encoder_dim if mae else 0, params.atari.frame_size_px,
                       params.replay.embedding_dtype)
-    represent = make_represent(spec, params, mae, k_max, error_map_settings(params, mae) if mae else None)
+    represent = make_represent(spec, params, mae, k_max, scorer_of(args, params, mae, device) if mae else None)
     prefill = None
     if params.replay.prefill == "pretraining":
         if args.in_frames is None:

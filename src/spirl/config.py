@@ -118,8 +118,13 @@ class MAEParams:
     seed: int
 
 
+Scorer = Literal["mae_surround", "mae_untrained", "frame_diff", "random", "wu_mask"]
+SCORERS: tuple[str, ...] = Scorer.__args__  # saliency.scorer values (SPEC §13; spirl.scorers implements them)
+
+
 @dataclass(frozen=True)
 class SaliencyParams:
+    scorer: Scorer
     selection: Literal["dynamic", "fixed", "all"]
     xscale: float
     error_space: Literal["normalized", "raw"]
@@ -131,6 +136,27 @@ class SaliencyParams:
     mr_grid_step: float
     mr_coverage: float
     batch_frames: int
+
+
+@dataclass(frozen=True)
+class WuParams:
+    delta: float
+    mask_weight: float
+    max_gap: int
+    lr: float
+    batch_size: int
+    epochs: int
+    seed: int
+    checkpoint_every_updates: int
+
+
+@dataclass(frozen=True)
+class CriteriaParams:
+    scorers: tuple[Scorer, ...]
+    object_frames: int
+    object_every: int
+    seed: int
+    dynamic_categories: Mapping[str, tuple[str, ...]]
 
 
 @dataclass(frozen=True)
@@ -226,6 +252,8 @@ class Params:
     collect: CollectParams
     mae: MAEParams
     saliency: SaliencyParams
+    wu: WuParams
+    criteria: CriteriaParams
     agent: AgentParams
     replay: ReplayParams
     train: TrainParams
@@ -478,6 +506,12 @@ def check_consistency(params: Params) -> None:
                     f"experiment.tables.{name} trains {run.variant!r} (base spirl) on {list(games)}, but "
                     f"experiment.saliency_games = {list(exp.mae_games)} builds no MAE for "
                     f"{sorted(set(games) - set(exp.mae_games))}; add them or use 'all'")
+    if "criteria" in exp.built_tables:  # SPEC §14: each compared game needs its list of dynamic object categories
+        table = exp.tables["criteria"]
+        for game in exp.games if table.games == "all" else table.games:
+            if game not in params.criteria.dynamic_categories:
+                raise ConfigError(f"missing key criteria.dynamic_categories.{game}: experiment.tables.criteria "
+                                  f"compares scorers on {game}; list its moving OCAtari categories")
 
 
 def resolve_variant(params: Params, variant: str) -> Params:

@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from spirl.config import (
+    SCORERS,
     ConfigError,
     Params,
     params_from_dict,
@@ -27,15 +28,20 @@ from spirl.stages import (  # re-exported: the rules and tests use pipeline.TRAI
     AGGREGATE,
     COLLECT,
     ESTIMATE_MR,
+    ESTIMATE_MR_SCORER,
     FIG6,
     FIG6_RUN,
     FIG8,
     FIGURES,
     LIBRARY_CORE,
+    OBJECTS,
     PRETRAIN_MAE,
+    PRETRAIN_WU,
     PUBLISH,
+    QUALITY_TABLE,
     REPORT,
     SALIENCY_FIGURES,
+    SALIENCY_QUALITY,
     STAGES,
     TABLE,
     TRAIN,
@@ -63,8 +69,9 @@ def dvc_file(profile: str) -> str:
     return "dvc.yaml" if profile == "full" else f"pipelines/{profile}/dvc.yaml"
 
 
-__all__ = ["AGGREGATE", "COLLECT", "ESTIMATE_MR", "FIG6", "FIG6_RUN", "FIG8", "FIGURES", "LIBRARY_CORE", "PRETRAIN_MAE",
-           "PUBLISH", "REPORT", "SALIENCY_FIGURES", "STAGES", "TABLE", "TRAIN", "Stage"]
+__all__ = ["SCORERS", "AGGREGATE", "COLLECT", "ESTIMATE_MR", "ESTIMATE_MR_SCORER", "FIG6", "FIG6_RUN", "FIG8",
+           "FIGURES", "LIBRARY_CORE", "OBJECTS", "PRETRAIN_MAE", "PRETRAIN_WU", "PUBLISH", "QUALITY_TABLE", "REPORT",
+           "SALIENCY_FIGURES", "SALIENCY_QUALITY", "STAGES", "TABLE", "TRAIN", "Stage"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,8 @@ class Job:
     seeds: tuple[str, ...] = ()  # a TRAIN job of several seeds (runtime.seeds_per_job): its seeds; wildcards' seed
     #                              is then the group's label, e.g. "0-4"
     mae_games: tuple[str, ...] = ()  # the games that the stage's mae_inputs span (the report's MAE records, figures)
+    input_templates: Mapping[str, str] = field(default_factory=dict)  # inputs read from another stage's output (a
+    #                                  scorer variant's run reads its scorer's mr estimate, not the MAE's)
 
     @property
     def seed_wildcards(self) -> list[dict[str, str]]:
@@ -138,6 +147,8 @@ def expand_inputs(stage: Stage, profile: str, wildcards: Mapping[str, str], job:
     for name, template in stage.inputs.items():
         if job is not None and job.input_names is not None and name not in job.input_names:
             continue
+        if job is not None:
+            template = job.input_templates.get(name, template)
         free = _free(template, stage)
         if "variant" in free or "seed" in free:
             spans = list(job.runs) if job else []
@@ -154,7 +165,7 @@ def expand_inputs(stage: Stage, profile: str, wildcards: Mapping[str, str], job:
 
 def command(stage: Stage, profile: str, wildcards: Mapping[str, str], job: Job | None = None) -> str:
     """The exact shell command of a job, identical in Snakemake and DVC."""
-    parts = ["PYTHONHASHSEED=0", "python", stage.script, "--params", *param_files(profile)]
+    parts = ["PYTHONHASHSEED=0", stage.interpreter, stage.script, "--params", *param_files(profile)]
     each = job.seed_wildcards if job is not None else [dict(wildcards)]  # several seeds: one value per seed
 
     def values(template: str) -> str:
@@ -186,10 +197,56 @@ def saliency_games(params: Params) -> list[str]:
 
 
 def train_input_names(params: Params, variant: str) -> tuple[str, ...]:
-    """What a run reads: the game's MAE and mr estimate (spirl base), its frames (replay pre-fill)."""
+    """What a run reads: the game's MAE and mr estimate (spirl base; its scorer's, see train_job), its Wu mask
+    (scorer wu_mask), its frames (replay pre-fill)."""
     resolved = resolve_variant(params, variant)
     names = ("model", "mr") if params.experiment.variants[variant].base == "spirl" else ()
+    names += ("wu",) if names and resolved.saliency.scorer == "wu_mask" else ()
     return names + (("frames",) if resolved.replay.prefill == "pretraining" else ())
+
+
+def variant_scorer(params: Params, variant: str) -> str | None:
+    """The saliency scorer a variant's runs select patches with (None: a de_rainbow base, no selection)."""
+    if params.experiment.variants[variant].base != "spirl":
+        return None
+    return resolve_variant(params, variant).saliency.scorer
+
+
+def scorer_mr_template(scorer: str) -> str:
+    """Where a scorer's mr estimate lives: ESTIMATE_MR's for the paper's scorer, ESTIMATE_MR_SCORER's for others."""
+    if scorer == "mae_surround":
+        return ESTIMATE_MR.outputs["mr"]
+    return ESTIMATE_MR_SCORER.outputs["mr"].replace("{scorer}", scorer)
+
+
+def criteria_games(params: Params) -> list[str]:
+    """Games whose saliency criteria are compared against OCAtari's objects (SPEC §14): the games of
+    experiment.tables.criteria that have an MAE, when the profile builds that table; else none."""
+    if "criteria" not in params.experiment.built_tables:
+        return []
+    spec, mae = params.experiment.tables["criteria"], set(saliency_games(params))
+    games = params.experiment.games if spec.games == "all" else spec.games
+    return [g for g in params.experiment.games if g in games and g in mae]
+
+
+def scorer_mr_jobs(params: Params) -> list[tuple[str, str]]:
+    """(game, scorer) of every other scorer's mr estimate (SPEC §13): the compared scorers on the criteria games,
+    and the scorer of every planned run of a scorer variant."""
+    pairs = {(g, s): None for g in criteria_games(params) for s in params.criteria.scorers if s != "mae_surround"}
+    for run in training_runs(params):
+        scorer = variant_scorer(params, run["variant"])
+        if scorer not in (None, "mae_surround"):
+            pairs[(run["game"], scorer)] = None
+    return sorted(pairs, key=lambda p: (params.experiment.games.index(p[0]), params.criteria.scorers.index(p[1])
+                                        if p[1] in params.criteria.scorers else 99, p[1]))
+
+
+def wu_games(params: Params) -> list[str]:
+    """Games whose Wu mask is trained: those with a wu_mask mr estimate (hence the criteria games when
+    criteria.scorers has wu_mask, and every game of a wu_mask run)."""
+    games = {g for g, s in scorer_mr_jobs(params) if s == "wu_mask"}
+    games.update(criteria_games(params) if "wu_mask" in params.criteria.scorers else ())
+    return [g for g in params.experiment.games if g in games]
 
 
 def table_runs(params: Params, table: str) -> list[dict[str, str]]:
@@ -240,7 +297,9 @@ def train_job(params: Params, wildcards: Mapping[str, str]) -> Job:
     wc, names = dict(wildcards), train_input_names(params, wildcards["variant"])
     first, _, last = wc["seed"].partition("-")
     seeds = tuple(str(s) for s in range(int(first), int(last) + 1)) if last else ()
-    return Job(TRAIN, params.experiment.profile, wc, input_names=names, seeds=seeds)
+    scorer = variant_scorer(params, wc["variant"])
+    templates = {"mr": scorer_mr_template(scorer)} if scorer not in (None, "mae_surround") else {}
+    return Job(TRAIN, params.experiment.profile, wc, input_names=names, seeds=seeds, input_templates=templates)
 
 
 def seed_groups(params: Params) -> dict[tuple[str, ...], list[str]]:
@@ -259,7 +318,10 @@ def table_job(params: Params, table: str, stage: Stage) -> Job:
     """A table's job (TABLE or PUBLISH): its runs, and for Tab. 1 the MAE pre-training records of its games."""
     runs = tuple(table_runs(params, table))
     games = tuple(dict.fromkeys(r["game"] for r in runs))
-    names = None if stage is not TABLE else ("eval", "run", "reference", *(("mae-run",) if table == "table1" else ()))
+    names = None if stage is not TABLE else ("eval", "run", "reference", *(("mae-run",) if table == "table1" else ()),
+                                             *(("quality",) if table == "criteria" else ()))
+    if stage is TABLE and table == "criteria":  # the object recall of the criteria games beside the returns
+        games = tuple(criteria_games(params))
     return Job(stage, params.experiment.profile, {"table": table}, games, names, runs)
 
 
@@ -278,6 +340,12 @@ def jobs(params: Params) -> list[Job]:
     per_game += [Job(stage, profile, {"game": g}) for stage in (PRETRAIN_MAE, ESTIMATE_MR, SALIENCY_FIGURES)
                  for g in mae_games]
     fig8 = [Job(FIG8, profile, {}, mae_games)] if mae_games else []
+    per_game += [Job(PRETRAIN_WU, profile, {"game": g}) for g in wu_games(params)]
+    per_game += [scorer_mr_job(params, g, s) for g, s in scorer_mr_jobs(params)]
+    crit = criteria_games(params)
+    per_game += [Job(OBJECTS, profile, {"game": g}) for g in crit]
+    per_game += [quality_job(params, g) for g in crit]
+    fig8 += [Job(QUALITY_TABLE, profile, {}, tuple(crit))] if crit else []
     train = train_jobs(params)
     report = [Job(AGGREGATE, profile, {}, runs=runs),
               *(table_job(params, t, stage) for stage in (TABLE, PUBLISH) for t in tables),
@@ -287,13 +355,28 @@ def jobs(params: Params) -> list[Job]:
     return [*per_game, *fig8, *train, *report]
 
 
+def scorer_mr_job(params: Params, game: str, scorer: str) -> Job:
+    """The mr estimate of one other scorer on one game (its Wu mask only for wu_mask)."""
+    names = ("model", "frames", *(("wu",) if scorer == "wu_mask" else ()))
+    return Job(ESTIMATE_MR_SCORER, params.experiment.profile, {"game": game, "scorer": scorer}, input_names=names)
+
+
+def quality_job(params: Params, game: str) -> Job:
+    """A game's saliency-quality job (the Wu mask only when criteria.scorers compares wu_mask)."""
+    names = ("frames", "objects", "model", "mr", *(("wu",) if "wu_mask" in params.criteria.scorers else ()))
+    return Job(SALIENCY_QUALITY, params.experiment.profile, {"game": game}, input_names=names)
+
+
 def report_job(params: Params) -> Job:
     """The report's job: every table, figure and run record (Fig. 6 only if every MAE game has one; the MAE's
     records and figures, Fig. 8 and the mr estimates only where MAEs are built)."""
     games, mae_games = tuple(needed_games(params)), tuple(saliency_games(params))
+    crit, wu = criteria_games(params), wu_games(params)
+    optional = {"fig6": fig6_games(params) == list(mae_games), "quality-md": bool(crit),
+                "quality-fig": bool(crit) and crit == list(mae_games),
+                "wu-loss": bool(wu) and wu == list(mae_games), "wu-masks": bool(wu) and wu == list(mae_games)}
     names = tuple(n for n in REPORT.inputs
-                  if (n != "fig6" or fig6_games(params) == list(mae_games))
-                  and (n not in REPORT.mae_inputs or mae_games))
+                  if optional.get(n, True) and (n not in REPORT.mae_inputs or mae_games))
     return Job(REPORT, params.experiment.profile, {}, games, names, tuple(training_runs(params)),
                params.experiment.built_tables, mae_games=mae_games)
 
@@ -303,6 +386,12 @@ def job_for(params: Params, stage: Stage, wildcards: Mapping[str, str]) -> Job:
     wc, profile, games = dict(wildcards), params.experiment.profile, tuple(needed_games(params))
     if stage is FIG8:
         return Job(stage, profile, wc, tuple(saliency_games(params)))
+    if stage is QUALITY_TABLE:
+        return Job(stage, profile, wc, tuple(criteria_games(params)))
+    if stage is ESTIMATE_MR_SCORER:
+        return scorer_mr_job(params, wc["game"], wc["scorer"])
+    if stage is SALIENCY_QUALITY:
+        return quality_job(params, wc["game"])
     if stage in (TABLE, PUBLISH):
         return table_job(params, wc["table"], stage)
     if stage is TRAIN:  # an ordinary job, or a group's ("seed" = its label, e.g. "0-4")

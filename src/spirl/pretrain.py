@@ -22,6 +22,7 @@ from spirl.config import MAEParams, to_plain
 from spirl.io import atomic_path, write_npz
 from spirl.mae import MAEConfig, MaskedAutoencoder
 from spirl.saliency import frames_to_tensor
+from spirl.seeding import derive_seed
 
 
 def mae_config(mae: MAEParams, frame_size_px: int) -> MAEConfig:
@@ -108,6 +109,19 @@ def new_run(mae: MAEParams, frame_size_px: int, seeds: dict[str, int], device: t
                                   betas=tuple(mae.adam_betas))
     return PretrainRun(model, optimizer, torch.Generator().manual_seed(seeds["sample"]),
                        torch.Generator().manual_seed(seeds["mask"]))
+
+
+def pretrain_seeds(mae: MAEParams, game: str) -> dict[str, int]:
+    """The named seeds of a game's MAE pre-training (init, sample, mask), derived from mae.seed."""
+    return {k: derive_seed(mae.seed, "mae", game, k) for k in ("init", "sample", "mask")}
+
+
+def untrained_mae(mae: MAEParams, game: str, frame_size_px: int, device: torch.device | str = "cpu"
+                  ) -> MaskedAutoencoder:
+    """The game's MAE as pre-training initialises it (same architecture and init seed), never trained: the
+    `mae_untrained` scorer's model (SPEC §13), in eval mode."""
+    init_gen = torch.Generator().manual_seed(pretrain_seeds(mae, game)["init"])
+    return MaskedAutoencoder(mae_config(mae, frame_size_px), generator=init_gen).to(device).eval()
 
 
 def fingerprint(mae: MAEParams, seeds: dict[str, int], frames_path: Path) -> str:

@@ -20,14 +20,20 @@ i.e. the bottom of the screen). No score is ever divided by its sum here; dynami
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from collections.abc import Hashable, Sequence
+from typing import Any
+
 import numpy as np
 import torch
 
+from spirl.config import SCORERS
+from spirl.incremental import IncrementalErrorMaps
 from spirl.mae import MaskedAutoencoder, patchify
 from spirl.saliency import ErrorMapSettings, error_map
+from spirl.seeding import derive_seed
 from spirl.wu import WuAttention, patch_scores
 
-SCORERS = ("mae_surround", "mae_untrained", "frame_diff", "random", "wu_mask")
 MAE_SCORERS = ("mae_surround", "mae_untrained")  # both are spirl.saliency.error_map; only the model differs
 
 
@@ -142,3 +148,198 @@ def score_frames(scorer: str, frames: np.ndarray | torch.Tensor, patch_size: int
     if wu_model is None:
         raise ValueError("saliency.scorer 'wu_mask' needs the trained Wu attention model")
     return patch_scores(wu_model, frames, height, patch_size)
+
+
+# --- scorers of frame streams: what a training or evaluation env's representation calls ---------------------------
+
+RANDOM_SEED_KEY = "saliency.random"  # the random scorer's streams: derive_seed(0, RANDOM_SEED_KEY, repr(stream), n)
+
+
+class StreamScorer(ABC):
+    """One score per patch for the newest frame of each of several frame streams (one stream per env).
+
+    Called as scorer(frames uint8 [B, H, W, 3], streams [B] distinct hashable keys or None, starts [B] bool or None)
+    -> float32 [B, N]. starts[b] marks a frame that begins an episode (or the stream); streams None means frames
+    without a history (each its own start). A scorer with a memory per stream (the previous frame, a random
+    stream) exposes it for checkpoints: state(stream) / restore(stream, state); forget(stream) drops it.
+    """
+
+    @abstractmethod
+    def __call__(self, frames: np.ndarray, streams: Sequence[Hashable] | None = None,
+                 starts: Sequence[bool] | None = None) -> torch.Tensor:
+        """Scores [B, N] of the newest frame of each stream."""
+
+    def state(self, stream: Hashable) -> Any:
+        """What a checkpoint needs to continue `stream` exactly (None: nothing)."""
+        return None
+
+    def restore(self, stream: Hashable, state: Any) -> None:  # noqa: B027 (a scorer without memory keeps none)
+        """Continue `stream` from a state() (None: start it afresh)."""
+
+    def forget(self, stream: Hashable) -> None:  # noqa: B027
+        """Drop the memory of `stream` (an evaluation env that finished)."""
+
+
+def _streams_and_starts(frames: np.ndarray, streams: Sequence[Hashable] | None, starts: Sequence[bool] | None
+                        ) -> tuple[list[Hashable] | None, np.ndarray]:
+    """Validated streams (None kept) and start flags [B] bool (all True without streams, all False if not given)."""
+    b = len(frames)
+    if streams is None:
+        return None, np.ones(b, dtype=bool)
+    streams = list(streams)
+    if len(streams) != b or len(set(streams)) != b:
+        raise ValueError(f"{b} frames need {b} distinct stream keys, got {len(streams)} ({len(set(streams))} distinct)")
+    flags = np.zeros(b, dtype=bool) if starts is None else np.asarray(starts, dtype=bool)
+    if flags.shape != (b,):
+        raise ValueError(f"starts must hold {b} flags, got shape {flags.shape}")
+    return streams, flags
+
+
+class MAEStreamScorer(StreamScorer):
+    """`mae_surround` / `mae_untrained`: the error map E of SPEC §4 from `model` (incremental per stream when
+    `incremental`, spirl.incremental; the same E to float rounding)."""
+
+    def __init__(self, model: MaskedAutoencoder, settings: ErrorMapSettings, incremental: bool) -> None:
+        self.model, self.settings = model, settings
+        self.maps = IncrementalErrorMaps(model, settings) if incremental else None
+
+    def __call__(self, frames, streams=None, starts=None):
+        if self.maps is None or streams is None:
+            return error_map(self.model, frames, self.settings)
+        streams, flags = _streams_and_starts(frames, streams, starts)
+        return self.maps(frames, streams, flags.tolist())
+
+    def state(self, stream):
+        return None if self.maps is None else self.maps.state(stream)
+
+    def restore(self, stream, state):
+        if self.maps is not None:
+            self.maps.restore(stream, state)
+
+    def forget(self, stream):
+        if self.maps is not None:
+            self.maps.forget(stream)
+
+
+class FrameDiffStreamScorer(StreamScorer):
+    """`frame_diff` with each stream's previous frame (kept here; a start has none: all-equal scores, K = K_max)."""
+
+    def __init__(self, patch_size: int, device: torch.device | str | None = None) -> None:
+        self.patch_size, self.device = patch_size, device
+        self._last: dict[Hashable, np.ndarray] = {}
+
+    def __call__(self, frames, streams=None, starts=None):
+        frames = np.asarray(frames)
+        streams, flags = _streams_and_starts(frames, streams, starts)
+        has = np.array([streams is not None and not flags[i] and streams[i] in self._last
+                        for i in range(len(frames))], dtype=bool)
+        previous = np.stack([self._last[streams[i]] if has[i] else frames[i] for i in range(len(frames))]) \
+            if len(frames) else frames
+        scores = frame_diff(frames, previous, self.patch_size, torch.from_numpy(has), self.device)
+        if streams is not None:
+            for i, stream in enumerate(streams):
+                self._last[stream] = frames[i].copy()
+        return scores
+
+    def state(self, stream):
+        last = self._last.get(stream)
+        return None if last is None else last.copy()
+
+    def restore(self, stream, state):
+        if state is None:
+            self.forget(stream)
+        else:
+            self._last[stream] = np.array(state, dtype=np.uint8)
+
+    def forget(self, stream):
+        self._last.pop(stream, None)
+
+
+class RandomStreamScorer(StreamScorer):
+    """`random`: i.i.d. U[0, 1) scores from a seeded stream per frame stream.
+
+    At each start a stream's generator is (re)seeded from derive_seed(0, RANDOM_SEED_KEY, repr(stream), n), n the
+    number of frames the stream had seen, so the draws depend only on the stream's key (which names the run: a
+    RunKey, or (RunKey, "eval", env step, env index)) and its own history, never on other streams or on how runs
+    are grouped in a process; state() carries (n, generator state) through a checkpoint. Frames without a stream
+    (streams None) draw from one generator seeded once from `seed`.
+    """
+
+    def __init__(self, num_patches: int, seed: int = 0) -> None:
+        self.num_patches = num_patches
+        self._streams: dict[Hashable, tuple[int, torch.Generator]] = {}
+        self._loose = torch.Generator().manual_seed(derive_seed(seed, RANDOM_SEED_KEY, "no-stream"))
+
+    def __call__(self, frames, streams=None, starts=None):
+        streams, flags = _streams_and_starts(frames, streams, starts)
+        if streams is None:
+            return random_scores(len(frames), self.num_patches, self._loose)
+        rows = []
+        for stream, start in zip(streams, flags, strict=True):
+            seen, gen = self._streams.get(stream, (0, None))
+            if start or gen is None:
+                gen = torch.Generator().manual_seed(derive_seed(0, RANDOM_SEED_KEY, repr(stream), seen))
+            rows.append(random_scores(1, self.num_patches, gen))
+            self._streams[stream] = (seen + 1, gen)
+        return torch.cat(rows) if rows else torch.zeros(0, self.num_patches)
+
+    def state(self, stream):
+        entry = self._streams.get(stream)
+        return None if entry is None else (entry[0], entry[1].get_state())
+
+    def restore(self, stream, state):
+        if state is None:
+            self.forget(stream)
+            return
+        gen = torch.Generator()
+        gen.set_state(state[1])
+        self._streams[stream] = (int(state[0]), gen)
+
+    def forget(self, stream):
+        self._streams.pop(stream, None)
+
+
+class WuStreamScorer(StreamScorer):
+    """`wu_mask`: Wu et al.'s mask of each frame pooled onto the patches (no memory)."""
+
+    def __init__(self, model: WuAttention, patch_size: int) -> None:
+        self.model, self.patch_size = model, patch_size
+
+    def __call__(self, frames, streams=None, starts=None):
+        _streams_and_starts(frames, streams, starts)
+        return patch_scores(self.model, frames, int(frames.shape[1]), self.patch_size)
+
+
+
+def sequence_scores(scorer: str, frames: np.ndarray, starts: np.ndarray, patch_size: int, batch: int, *,
+                    generator: torch.Generator | None = None, wu_model: WuAttention | None = None,
+                    on_batch=None) -> np.ndarray:
+    """Scores of one ordered stream of frames (a game's random-policy frames in playing order) for the scorers
+    without an MAE (frame_diff, random, wu_mask; the MAE's go through spirl.mr.normalized_maps), `batch` per call.
+
+    frame_diff compares each frame with the one before it unless it starts an episode (starts[i]; the first
+    frame always does); random draws row after row from `generator`, so the result does not depend on `batch`.
+    Returns: float32 [F, N] numpy.
+    """
+    if scorer not in ("frame_diff", "random", "wu_mask"):
+        raise ValueError(f"sequence_scores scores frame_diff, random or wu_mask, not {scorer!r}")
+    starts = np.asarray(starts, dtype=bool)
+    if starts.shape != (len(frames),):
+        raise ValueError(f"starts must hold one flag per frame ({len(frames)}), got shape {starts.shape}")
+    out = []
+    for begin in range(0, len(frames), batch):
+        chunk = frames[begin:begin + batch]
+        if scorer == "frame_diff":
+            previous = frames[max(begin - 1, 0):begin + len(chunk) - 1] if begin else \
+                np.concatenate([chunk[:1], chunk[:-1]])
+            has = ~starts[begin:begin + len(chunk)]
+            if begin == 0:
+                has[0] = False
+            scores = frame_diff(chunk, previous, patch_size, torch.from_numpy(has))
+        else:
+            scores = score_frames(scorer, chunk, patch_size, generator=generator, wu_model=wu_model)
+        out.append(scores.cpu().numpy().astype(np.float32))
+        if on_batch is not None:
+            on_batch(len(chunk))
+    grid = frames.shape[1] // patch_size
+    return np.concatenate(out) if out else np.zeros((0, grid * grid), np.float32)

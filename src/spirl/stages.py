@@ -36,6 +36,7 @@ class Stage:
     options: Mapping[str, str] = field(default_factory=dict)  # fixed --name value options of every job
     published: bool = False  # writes outside the profile's folders: only the root dvc.yaml declares it
     mae_inputs: tuple[str, ...] = ()  # gathering inputs that span only the games with an MAE (saliency_games)
+    interpreter: str = "python"  # the Python that runs the script (OBJECTS: the isolated OCAtari environment)
 
     @property
     def code(self) -> tuple[str, ...]:
@@ -73,7 +74,8 @@ PRETRAIN_MAE = Stage(
 ESTIMATE_MR = Stage(
     name="estimate_mr",
     script="src/estimate_mr.py",
-    library=(*MAE_LIBRARY, "src/spirl/mr.py", "src/spirl/incremental.py"),
+    library=(*MAE_LIBRARY, "src/spirl/mr.py", "src/spirl/incremental.py", "src/spirl/scorers.py", "src/spirl/wu.py",
+             "src/spirl/networks.py"),
     wildcards=("game",),
     inputs={"model": PRETRAIN_MAE.outputs["model"], "frames": COLLECT.outputs["frames"]},
     outputs={"mr": "results/{profile}/mr/{game}/mr.json", "ks": "results/{profile}/mr/{game}/ks.npz"},
@@ -91,6 +93,75 @@ SALIENCY_FIGURES = Stage(
     outputs={"fig2": "reports/{profile}/fig2/{game}.png", "fig3": "reports/{profile}/fig3/{game}.png"},
     sections=("saliency", "report", "runtime"),
     log="work/{profile}/logs/saliency_figures/{game}.log",
+)
+
+PRETRAIN_WU = Stage(
+    name="pretrain_wu",
+    script="src/pretrain_wu.py",
+    library=("src/spirl/wu.py", "src/spirl/networks.py", "src/spirl/runtime.py", "src/spirl/plots.py"),
+    wildcards=("game",),
+    inputs={"frames": COLLECT.outputs["frames"]},
+    outputs={"model": "data/{profile}/wu/{game}/model.npz", "loss-csv": "data/{profile}/wu/{game}/loss.csv",
+             "loss-png": "reports/{profile}/wu_loss/{game}.png", "masks": "reports/{profile}/wu_masks/{game}.png",
+             "run": "data/{profile}/wu/{game}/run.json"},
+    sections=("wu", "runtime"),
+    log="work/{profile}/logs/pretrain_wu/{game}.log",
+    work="work/{profile}/wu/{game}",
+)
+
+SCORER_LIBRARY = ("src/spirl/scorers.py", "src/spirl/wu.py", "src/spirl/networks.py")
+
+# SPEC §13: each other scorer's K histogram and mr* from the same pre-training frames (the paper's scorer,
+# mae_surround, is ESTIMATE_MR's)
+ESTIMATE_MR_SCORER = Stage(
+    name="estimate_mr_scorer",
+    script="src/estimate_mr.py",
+    library=ESTIMATE_MR.library,
+    wildcards=("game", "scorer"),
+    inputs={"model": PRETRAIN_MAE.outputs["model"], "frames": COLLECT.outputs["frames"],
+            "wu": PRETRAIN_WU.outputs["model"]},
+    outputs={"mr": "results/{profile}/mr/{game}/{scorer}/mr.json", "ks": "results/{profile}/mr/{game}/{scorer}/ks.npz"},
+    sections=("saliency", "criteria.seed", "runtime"),
+    log="work/{profile}/logs/estimate_mr/{game}-{scorer}.log",
+)
+
+# SPEC §14: random-policy frames with OCAtari's RAM object boxes, in the isolated environment `make setup` builds
+OBJECTS = Stage(
+    name="objects",
+    script="src/collect_objects.py",
+    library=("src/spirl/atari.py", "src/spirl/objects.py"),
+    wildcards=("game",),
+    inputs={},
+    outputs={"frames": "data/{profile}/objects/{game}/frames.npz",
+             "objects": "data/{profile}/objects/{game}/objects.npz", "run": "data/{profile}/objects/{game}/run.json"},
+    sections=("atari", "criteria"),
+    log="work/{profile}/logs/objects/{game}.log",
+    interpreter=".venv-objects/bin/python",
+)
+
+SALIENCY_QUALITY = Stage(
+    name="saliency_quality",
+    script="src/saliency_quality.py",
+    library=(*MAE_LIBRARY, *SCORER_LIBRARY, "src/spirl/objects.py", "src/spirl/quality.py", "src/spirl/incremental.py"),
+    wildcards=("game",),
+    inputs={"frames": OBJECTS.outputs["frames"], "objects": OBJECTS.outputs["objects"],
+            "model": PRETRAIN_MAE.outputs["model"], "mr": ESTIMATE_MR.outputs["mr"],
+            "wu": PRETRAIN_WU.outputs["model"]},
+    outputs={"json": "results/{profile}/saliency_quality/{game}.json",
+             "figure": "reports/{profile}/saliency_quality/{game}.png"},
+    sections=("saliency", "criteria", "report", "runtime"),
+    log="work/{profile}/logs/saliency_quality/{game}.log",
+)
+
+QUALITY_TABLE = Stage(
+    name="quality_table",
+    script="src/quality_table.py",
+    library=("src/spirl/objects.py", "src/spirl/quality.py", "src/spirl/plots.py"),
+    wildcards=(),
+    inputs={"quality": SALIENCY_QUALITY.outputs["json"]},
+    outputs={"csv": "results/{profile}/saliency_quality.csv", "md": "results/{profile}/saliency_quality.md"},
+    sections=("criteria",),
+    log="work/{profile}/logs/quality_table.log",
 )
 
 FIG8 = Stage(
@@ -111,10 +182,10 @@ TRAIN = Stage(
     script="src/train_agent.py",
     library=(*MAE_LIBRARY, "src/spirl/atari.py", "src/spirl/agent.py", "src/spirl/networks.py",
              "src/spirl/rainbow.py", "src/spirl/replay.py", "src/spirl/evaluation.py", "src/spirl/train.py",
-             "src/spirl/multiseed.py", "src/spirl/represent.py", "src/spirl/incremental.py"),
+             "src/spirl/multiseed.py", "src/spirl/represent.py", "src/spirl/incremental.py", *SCORER_LIBRARY),
     wildcards=("variant", "regime", "game", "seed"),
     inputs={"model": PRETRAIN_MAE.outputs["model"], "mr": ESTIMATE_MR.outputs["mr"],
-            "frames": COLLECT.outputs["frames"]},
+            "wu": PRETRAIN_WU.outputs["model"], "frames": COLLECT.outputs["frames"]},
     outputs={"eval": f"results/{RUN_DIR}/eval.json", "progress": f"results/{RUN_DIR}/progress.csv",
              "run": f"results/{RUN_DIR}/run.json", "weights": f"results/{RUN_DIR}/weights.npz"},
     sections=("atari", "saliency", "agent", "replay", "train", "eval", "runtime", "experiment.variants.{variant}"),
@@ -143,7 +214,7 @@ TABLE = Stage(
     library=(*REPORT_LIBRARY, "src/spirl/tables.py"),
     wildcards=("table",),
     inputs={"eval": TRAIN.outputs["eval"], "run": TRAIN.outputs["run"], "reference": REFERENCE,
-            "mae-run": PRETRAIN_MAE.outputs["run"]},
+            "mae-run": PRETRAIN_MAE.outputs["run"], "quality": SALIENCY_QUALITY.outputs["json"]},
     outputs={"csv": "results/{profile}/tables/{table}.csv", "md": "results/{profile}/tables/{table}.md"},
     sections=("experiment", "train", "eval", "replay", "report"),
     log="work/{profile}/logs/table/{table}.log",
@@ -180,7 +251,7 @@ FIG6 = Stage(
     script="src/make_fig6.py",
     library=(*MAE_LIBRARY, "src/spirl/atari.py", "src/spirl/agent.py", "src/spirl/networks.py", "src/spirl/rainbow.py",
              "src/spirl/replay.py", "src/spirl/evaluation.py", "src/spirl/train.py", "src/spirl/multiseed.py",
-             "src/spirl/represent.py", "src/spirl/incremental.py", "src/spirl/attention.py"),
+             "src/spirl/represent.py", "src/spirl/incremental.py", "src/spirl/attention.py", *SCORER_LIBRARY),
     wildcards=("game",),
     inputs={"frames": COLLECT.outputs["frames"], "model": PRETRAIN_MAE.outputs["model"],
             "mr": ESTIMATE_MR.outputs["mr"],
@@ -194,18 +265,21 @@ FIG6 = Stage(
 REPORT = Stage(
     name="report",
     script="src/make_report.py",
-    library=(*REPORT_LIBRARY, "src/spirl/tables.py", "src/spirl/report.py"),
+    library=(*REPORT_LIBRARY, "src/spirl/tables.py", "src/spirl/report.py", "src/spirl/objects.py"),
     wildcards=(),
     inputs={"tables": TABLE.outputs["md"], "runs": AGGREGATE.outputs["runs"], "train-run": TRAIN.outputs["run"],
             "collect-run": COLLECT.outputs["run"], "mae-run": PRETRAIN_MAE.outputs["run"],
             "mae-loss": PRETRAIN_MAE.outputs["loss-png"], "mr": ESTIMATE_MR.outputs["mr"],
             "fig2": SALIENCY_FIGURES.outputs["fig2"], "fig3": SALIENCY_FIGURES.outputs["fig3"],
-            "fig8": FIG8.outputs["fig8"], "fig6": FIG6.outputs["figure"], **FIGURES.outputs, "bench": "bench/results"},
+            "fig8": FIG8.outputs["fig8"], "fig6": FIG6.outputs["figure"], **FIGURES.outputs, "bench": "bench/results",
+            "quality-md": QUALITY_TABLE.outputs["md"], "quality-fig": SALIENCY_QUALITY.outputs["figure"],
+            "wu-loss": PRETRAIN_WU.outputs["loss-png"], "wu-masks": PRETRAIN_WU.outputs["masks"]},
     outputs={"report": "reports/{profile}/report.md"},
-    sections=("experiment", "train", "saliency", "report", "runtime"),
+    sections=("experiment", "train", "saliency", "criteria", "report", "runtime"),
     log="work/{profile}/logs/report.log",
-    mae_inputs=("mae-run", "mae-loss", "mr", "fig2", "fig3", "fig8", "fig6"),
+    mae_inputs=("mae-run", "mae-loss", "mr", "fig2", "fig3", "fig8", "fig6", "quality-fig", "wu-loss", "wu-masks"),
 )
 
-STAGES: dict[str, Stage] = {s.name: s for s in (COLLECT, PRETRAIN_MAE, ESTIMATE_MR, SALIENCY_FIGURES, FIG8, TRAIN,
-                                                 AGGREGATE, TABLE, PUBLISH, FIGURES, FIG6, REPORT)}
+STAGES: dict[str, Stage] = {s.name: s for s in (COLLECT, PRETRAIN_MAE, ESTIMATE_MR, SALIENCY_FIGURES, PRETRAIN_WU,
+                                                 ESTIMATE_MR_SCORER, OBJECTS, SALIENCY_QUALITY, QUALITY_TABLE, FIG8,
+                                                 TRAIN, AGGREGATE, TABLE, PUBLISH, FIGURES, FIG6, REPORT)}

@@ -33,6 +33,7 @@ TITLES = {
     "table11": "Tab. 11: our DE-Rainbow vs the scores reported by DER (100K average)",
     "table14": "Tab. 14: zero padding vs trainable [pad] vs masked attention (Seaquest, 100K average)",
     "table15": "Tab. 15: [cls] vs average pooling with mr = 50% (100K average, 400K best median)",
+    "criteria": "Saliency criteria (ours, SPEC §13-§14): object recall, mean K and 100K return per scorer",
 }
 AGGREGATE_ROW = "IQM (human-normalised)"
 MEAN_OF_GAMES = "mean of games"

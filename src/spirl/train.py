@@ -183,9 +183,12 @@ class TrainingRun:
         seeds = eval_seeds(self.key.stream(f"eval@{self.state.env_step}"), ev.n_envs)
         envs = [self.env_factory(s, "eval") for s in seeds]
         rng = np.random.Generator(np.random.PCG64(self.key.stream(f"eval-eps@{self.state.env_step}")))
+        streams = [(self.key, "eval", self.state.env_step, i) for i in range(len(envs))]  # this evaluation's own
         result = evaluate(envs, self.represent, lambda st: self.agent.act_eval(torch.as_tensor(st)),
-                          self.params.atari.frame_stack, ev.epsilon, rng,
-                          streams=[("eval", i) for i in range(len(envs))])
+                          self.params.atari.frame_stack, ev.epsilon, rng, streams=streams)
+        forget = getattr(self.represent, "forget", None)
+        if forget is not None:  # the evaluation envs are gone: drop the scorer's memory of them
+            forget(streams)
         point = {"env_step": self.state.env_step, "returns": result.returns, "lengths": result.lengths,
                  "finished": result.finished}  # no wall time here: eval.json is deterministic (run.json has it)
         self.state.evals.append(point)
@@ -209,13 +212,13 @@ class TrainingRun:
     def save(self, path: Path) -> None:
         """Everything needed to continue exactly, written atomically."""
         self.state.elapsed_s = self.elapsed()
-        maps = getattr(self.represent, "maps", None)
+        memory = getattr(self.represent, "state", None)  # a Represent's scorer memory (a test's lambda has none)
         # the replay's filled rows as tensors sharing its memory: torch.save streams them without a copy (a numpy
         # array would be pickled through a full in-memory copy: 2x a 400K buffer's gigabytes at every checkpoint)
         replay = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
                   for k, v in self.replay.state_dict(copy=False).items()}
         state = {"key": self.key, "agent": self.agent.state_dict(), "replay": replay,
-                 "represent": maps.state(self.key) if maps is not None else None,
+                 "represent": memory(self.key) if memory is not None else None,
                  "env": self.env.get_state(), "rng": self.rng.bit_generator.state,
                  "replay_rng": self.replay_rng.bit_generator.state, "run": self.state,
                  "learn_start": self.learn_start}
@@ -236,9 +239,9 @@ class TrainingRun:
         self.replay_rng.bit_generator.state = state["replay_rng"]
         self.state, self.learn_start = state["run"], state["learn_start"]
         self.prior_s = dict(getattr(self.state, "elapsed_s", None) or {})
-        maps = getattr(self.represent, "maps", None)
-        if maps is not None:  # the previous frame and error map of this run's env (absent: recomputed in full)
-            maps.restore(self.key, state.get("represent"))
+        restore = getattr(self.represent, "restore", None)
+        if restore is not None:  # the scorer's memory of this run's env: the previous frame and error map of the
+            restore(self.key, state.get("represent"))  # incremental E, frame_diff's previous frame, random's stream
         return True
 
 

@@ -43,8 +43,43 @@ def test_training_runs_read_only_what_their_variant_needs():
 def test_table14_runs_only_on_seaquest_and_runs_are_unique():
     runs = P.training_runs(params())
     keys = [tuple(r.values()) for r in runs]
-    assert len(keys) == len(set(keys)) == 330
+    assert len(keys) == len(set(keys)) == 330 + 3 * 4 * 5  # the paper's 330 + the criteria table's 3 scorers
     assert {r["game"] for r in runs if r["variant"] == "spirl_pad_masked"} == {"Seaquest"}
+
+
+def test_scorer_variants_read_their_scorers_mr_and_the_wu_mask():
+    """SPEC §13: a scorer variant reads its own scorer's mr estimate (and, for wu_mask, the game's Wu mask), the
+    paper's SPIRL the MAE's; each (game, scorer) mr estimate and each Wu mask is planned exactly once."""
+    p = params()
+    wu = P.train_job(p, {"variant": "spirl_wu", "regime": "100k", "game": "Seaquest", "seed": "2"})
+    assert wu.inputs == {"model": ["data/full/mae/Seaquest/model.npz"],
+                         "mr": ["results/full/mr/Seaquest/wu_mask/mr.json"], "wu": ["data/full/wu/Seaquest/model.npz"]}
+    fd = P.train_job(p, {"variant": "spirl_framediff", "regime": "100k", "game": "MsPacman", "seed": "0"})
+    assert fd.inputs["mr"] == ["results/full/mr/MsPacman/frame_diff/mr.json"] and "wu" not in fd.inputs
+    assert P.train_job(p, {"variant": "spirl", "regime": "100k", "game": "MsPacman", "seed": "0"}).inputs["mr"] == [
+        "results/full/mr/MsPacman/mr.json"]
+    names = [j.name for j in P.jobs(p)]
+    assert len(names) == len(set(names))
+    assert sorted(n for n in names if n.startswith("estimate_mr_scorer-Frostbite")) == [
+        f"estimate_mr_scorer-Frostbite-{s}" for s in ("frame_diff", "mae_untrained", "random", "wu_mask")]
+    assert [n for n in names if n.startswith(("pretrain_wu", "objects", "saliency_quality"))] == [
+        *(f"pretrain_wu-{g}" for g in p.experiment.games), *(f"objects-{g}" for g in p.experiment.games),
+        *(f"saliency_quality-{g}" for g in p.experiment.games)]
+    outputs = [path for j in P.jobs(p) for path in j.outputs.values()]
+    assert len(outputs) == len(set(outputs))  # no two jobs write one file
+    mr = P.job_for(p, P.ESTIMATE_MR_SCORER, {"game": "Seaquest", "scorer": "wu_mask"})
+    assert "--scorer wu_mask" in mr.cmd and "--in-wu data/full/wu/Seaquest/model.npz" in mr.cmd
+    assert "--in-wu" not in P.job_for(p, P.ESTIMATE_MR_SCORER, {"game": "Seaquest", "scorer": "random"}).cmd
+    assert P.job_for(p, P.OBJECTS, {"game": "Seaquest"}).cmd.startswith(
+        "PYTHONHASHSEED=0 .venv-objects/bin/python src/collect_objects.py")
+
+
+def test_a_profile_without_the_criteria_table_plans_none_of_its_stages():
+    p = params()
+    p = dataclasses.replace(p, experiment=dataclasses.replace(p.experiment, build_tables=("table2",)))
+    stages = {j.stage.name for j in P.jobs(p)}
+    assert stages.isdisjoint({"pretrain_wu", "estimate_mr_scorer", "objects", "saliency_quality", "quality_table"})
+    assert "quality-md" not in P.report_job(p).inputs
 
 
 def test_gpu_tokens_follow_the_runtime_device():
