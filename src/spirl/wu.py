@@ -14,14 +14,20 @@ Each mask cell covers 12×12 gray pixels. Patch scores upsample Ψ to the observ
 over SPIRL's 8×8 patches (`patch_scores`).
 
 Training here is offline on a game's random-policy frames (the released code trains online beside A2C: a
-deviation, SPEC §13). Every random draw (init, pair sampling) comes from explicit torch.Generators.
+deviation, SPEC §13). Every random draw (init, pair sampling) comes from explicit torch.Generators. The stage
+(src/pretrain_wu.py) uses the training helpers at the end of this module: `new_run`, `train_until`, a fingerprinted
+checkpoint (`save_checkpoint` / `load_checkpoint`, resumed exactly) and `save_model` / `load_model` (.npz).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import math
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -29,7 +35,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spirl.config import WuParams, to_plain
+from spirl.io import atomic_path, write_npz
 from spirl.networks import conv_output_size, to_gray84
+from spirl.seeding import derive_seed
 
 GRAY_SIZE = 84  # input side (DE-Rainbow's gray84 frame)
 FEATURE_CHANNELS = 32  # channels of Φ(x)
@@ -346,3 +355,219 @@ def patch_scores(model: WuAttention, frames: np.ndarray | torch.Tensor, frame_px
     finally:
         model.train(was_training)
     return out
+
+
+# ---- offline training on a game's random-policy frames (the pretrain_wu stage, SPEC §13) ---------------------------
+
+
+def settings_from_params(wu: WuParams) -> WuSettings:
+    """The loss and optimiser settings of the `wu` params section."""
+    return WuSettings(delta=float(wu.delta), mask_weight=float(wu.mask_weight), max_gap=wu.max_gap, lr=float(wu.lr),
+                      batch_size=wu.batch_size)
+
+
+def wu_seeds(wu: WuParams, game: str) -> dict[str, int]:
+    """The named seeds of a game's Wu-mask training (init, pairs), derived from wu.seed."""
+    return {name: derive_seed(wu.seed, "wu", game, name) for name in ("init", "pairs")}
+
+
+def updates_per_epoch(n_frames: int, batch_size: int) -> int:
+    """Updates of one "epoch" (the loss curve's logging interval): ceil(n_frames / batch_size)."""
+    if n_frames < 2 or batch_size < 1:
+        raise ValueError(f"need >= 2 frames and a batch >= 1, got {n_frames} frames, batch {batch_size}")
+    return -(-n_frames // batch_size)
+
+
+def total_updates(n_frames: int, batch_size: int, epochs: int) -> int:
+    """Updates of the whole run: ceil(epochs · n_frames / batch_size), as many pair-samples as the MAE sees frames
+    in `epochs` epochs over the same archive (SPEC §13), rounded up to a whole batch."""
+    updates_per_epoch(n_frames, batch_size)  # validates
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    return -(-epochs * n_frames // batch_size)
+
+
+LOSS_COLUMNS = ("loss", "transport", "auto", "sparsity")  # history columns: WuLossTerms' means (loss = total)
+
+
+@dataclass
+class WuRun:
+    """What a Wu-mask training run carries from update to update (all of it is checkpointed).
+
+    sums: float64 [4] running sums of (total, transport, auto, sparsity) over the updates of the current logging
+    interval, added one update at a time, so the history does not depend on where a run was interrupted.
+    """
+
+    model: WuAttention
+    optimizer: torch.optim.Optimizer
+    pair_gen: torch.Generator
+    sums: torch.Tensor
+    updates: int = 0  # updates completed
+    history: list[dict] = field(default_factory=list)  # one row per logging interval
+    elapsed_s: float | None = 0.0  # wall seconds of the processes before this one (None: not recorded)
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "pair_gen": self.pair_gen.get_state(), "sums": self.sums.cpu(), "updates": self.updates,
+                "history": self.history, "elapsed_s": self.elapsed_s}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.pair_gen.set_state(state["pair_gen"])
+        self.sums = state["sums"].to(self.sums.device, torch.float64)
+        self.updates, self.history = int(state["updates"]), [dict(row) for row in state["history"]]
+        self.elapsed_s = state.get("elapsed_s")
+
+
+def new_run(settings: WuSettings, seeds: Mapping[str, int], device: torch.device | str = "cpu") -> WuRun:
+    """A freshly initialised model (orthogonal init from seeds["init"]), Adam and the pair generator."""
+    model = WuAttention(torch.Generator().manual_seed(seeds["init"])).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    return WuRun(model, optimizer, torch.Generator().manual_seed(seeds["pairs"]),
+                 torch.zeros(len(LOSS_COLUMNS), dtype=torch.float64, device=device))
+
+
+def fingerprint(wu: WuParams, seeds: Mapping[str, int], frames_path: Path) -> str:
+    """Identity of a training run: the `wu` parameters, the seeds and the exact frames file (sha256)."""
+    digest = hashlib.sha256(Path(frames_path).read_bytes()).hexdigest()
+    blob = json.dumps({"wu": to_plain(wu), "seeds": dict(seeds), "frames_sha256": digest}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def save_checkpoint(run: WuRun, path: Path, run_id: str) -> None:
+    """Write the run's state and identity atomically (a kill mid-write keeps the previous checkpoint)."""
+    with atomic_path(path) as tmp:
+        torch.save({"fingerprint": run_id, **run.state_dict()}, tmp)
+
+
+def load_checkpoint(run: WuRun, path: Path, run_id: str) -> str:
+    """Restore the run from `path` if it holds the same run; returns "resumed", "absent" or "stale".
+
+    A checkpoint of another run (other parameters, seeds or frames) is ignored, never mixed in.
+    """
+    if not Path(path).is_file():
+        return "absent"
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("fingerprint") != run_id:
+        return "stale"
+    run.load_state_dict(state)
+    return "resumed"
+
+
+def train_until(run: WuRun, gray: torch.Tensor, episodes: torch.Tensor, settings: WuSettings, stop: int,
+                per_epoch: int, total: int, on_step: Callable[[], None] | None = None, check_every: int = 100) -> None:
+    """Train from run.updates up to `stop` updates (one Adam step on `settings.batch_size` pairs each).
+
+    A history row is appended whenever run.updates reaches a multiple of `per_epoch` or `total`: the interval's
+    mean loss terms. Losses stay on the model's device and are checked for non-finite values every `check_every`
+    updates and at `stop` (one host sync each).
+
+    Args: gray uint8 [F, 84, 84] all frames (`gray_frames`), on any device; episodes [F] episode ids (playing
+        order, `pair_indices`); stop <= total; per_epoch the logging interval (`updates_per_epoch`); total the
+        run's updates (`total_updates`).
+    Raises:
+        FloatingPointError: a non-finite loss, naming the first bad update (the state on disk is untouched).
+    """
+    if not run.updates <= stop <= total:
+        raise ValueError(f"stop must lie in [{run.updates}, {total}], got {stop}")
+    device = run.sums.device
+    start = run.updates
+    losses = torch.zeros(stop - start, device=device)  # total loss of each update in this call
+    for i in range(stop - start):
+        source, target = pair_indices(episodes, settings.batch_size, settings.max_gap, run.pair_gen)
+        terms = train_step(run.model, run.optimizer, gray, source, target, settings)
+        losses[i] = terms.total
+        run.sums += torch.stack(list(terms)).to(torch.float64)
+        run.updates += 1
+        if (i + 1) % check_every == 0 or run.updates == stop:
+            _check_finite(losses[: i + 1], start, total)
+        if run.updates % per_epoch == 0 or run.updates == total:
+            previous = run.history[-1]["updates"] if run.history else 0
+            means = (run.sums / (run.updates - previous)).tolist()
+            run.history.append({"epoch": len(run.history) + 1, "updates": run.updates,
+                                "pair_samples": run.updates * settings.batch_size,
+                                **dict(zip(LOSS_COLUMNS, means, strict=True))})
+            run.sums.zero_()
+        if on_step is not None:
+            on_step()
+
+
+def _check_finite(losses: torch.Tensor, start: int, total: int) -> None:
+    """Raise FloatingPointError naming the first update (1-based, of the run) whose loss is not finite."""
+    bad = torch.nonzero(~torch.isfinite(losses))
+    if len(bad):
+        i = int(bad[0])
+        raise FloatingPointError(f"non-finite Wu loss {losses[i].item()} at update {start + i + 1}/{total}; "
+                                 f"stopped, the checkpoint at update {start} is kept")
+
+
+def save_model(model: WuAttention, path: Path) -> None:
+    """The trained mask model for later stages: its state_dict as a deterministic .npz (equal weights give equal
+    bytes; no pickle on load), written atomically."""
+    write_npz(path, {name: value.detach().cpu().numpy() for name, value in model.state_dict().items()})
+
+
+def load_model(path: Path, device: torch.device | str = "cpu") -> WuAttention:
+    """A model written by save_model, on `device`, in eval mode (every tensor must match WuAttention's)."""
+    with np.load(path) as data:
+        state = {name: torch.from_numpy(data[name]) for name in data.files}
+    model = WuAttention(torch.Generator().manual_seed(0))
+    model.load_state_dict(state)
+    return model.to(device).eval()
+
+
+def write_loss_history(history: Sequence[Mapping], csv_path: Path, png_path: Path, title: str) -> None:
+    """The loss curve: the history as CSV (one row per logging interval) and a log-scale plot of the total and its
+    three terms (the sparsity term as mask_weight · mean Ψ is not drawn: mean Ψ itself is, on its own axis)."""
+    from spirl.plots import plt, save_figure, write_csv
+
+    write_csv(history, csv_path)
+    updates = [row["updates"] for row in history]
+    fig, (ax, ax_mask) = plt.subplots(1, 2, figsize=(9, 3.2), layout="constrained")
+    for column, label in (("loss", "total"), ("transport", "transport (thresholded)"), ("auto", "auto-encoding")):
+        ax.plot(updates, [max(row[column], 1e-12) for row in history], marker="o", ms=3, label=label)
+    ax.set(xlabel="update", ylabel="mean training loss per interval", yscale="log")
+    ax.legend(fontsize=8)
+    ax_mask.plot(updates, [row["sparsity"] for row in history], marker="o", ms=3, color="tab:red")
+    ax_mask.set(xlabel="update", ylabel="mean Ψ(x_t) (sparsity term / λ_m)", ylim=(0, 1))
+    for a in (ax, ax_mask):
+        a.grid(alpha=0.3)
+    fig.suptitle(title)
+    save_figure(fig, png_path)
+
+
+def figure_indices(n_frames: int, count: int = 4) -> list[int]:
+    """`count` frame indices spread evenly over an archive of n_frames (first and last included)."""
+    return sorted({int(round(i)) for i in np.linspace(0, n_frames - 1, min(count, n_frames))})
+
+
+def write_mask_figure(model: WuAttention, frames: np.ndarray, indices: Sequence[int], path: Path, title: str) -> None:
+    """Ψ on real frames: per frame, the RGB frame with Ψ upsampled bilinearly (align_corners=False, as the scorer
+    does) over it, and below it the 7×7 mask itself. Args: frames uint8 [F, H, W, 3]."""
+    from spirl.plots import plt, save_figure
+
+    chosen = frames[list(indices)]  # [k, H, W, 3]
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            mask = model.mask(gray_input(gray_frames(chosen), device)).cpu()  # [k, 1, 7, 7]
+    finally:
+        model.train(was_training)
+    up = F.interpolate(mask, size=chosen.shape[1:3], mode="bilinear", align_corners=False)[:, 0].numpy()
+    fig, axes = plt.subplots(2, len(chosen), figsize=(2.6 * len(chosen), 5.4), squeeze=False, layout="constrained")
+    for col, index in enumerate(indices):
+        top, bottom = axes[0, col], axes[1, col]
+        top.imshow(chosen[col])
+        top.imshow(up[col], cmap="inferno", vmin=0.0, vmax=1.0, alpha=0.55)
+        top.set_title(f"frame {index}", fontsize=9)
+        image = bottom.imshow(mask[col, 0].numpy(), cmap="inferno", vmin=0.0, vmax=1.0, interpolation="nearest")
+        bottom.set_title(f"Ψ {MASK_SIZE}×{MASK_SIZE}, max {mask[col].max().item():.2f}", fontsize=9)
+        for a in (top, bottom):
+            a.set_xticks([])
+            a.set_yticks([])
+    fig.colorbar(image, ax=axes[1].tolist(), shrink=0.8, label="Ψ")
+    fig.suptitle(title)
+    save_figure(fig, path)

@@ -11,24 +11,39 @@ import pytest
 import torch
 from torch import nn
 
+from spirl.config import REPO_ROOT, load_params
+from spirl.io import write_npz
 from spirl.networks import parameter_count, to_gray84
 from spirl.scorers import frame_diff, random_scores
+from spirl.seeding import derive_seed
 from spirl.selection import dynamic_k_batched
 from spirl.wu import (
     MASK_SIZE,
     WuAttention,
     WuOutput,
     WuSettings,
+    figure_indices,
     gray_frames,
     gray_input,
+    load_checkpoint,
+    load_model,
     mask_patch_scores,
+    new_run,
     pair_indices,
     patch_scores,
+    save_checkpoint,
+    save_model,
+    settings_from_params,
     thresholded_squared_error,
+    total_updates,
     train_step,
+    train_until,
     transport,
+    updates_per_epoch,
     wu_loss,
+    wu_seeds,
 )
+from spirl.wu import fingerprint as wu_fingerprint
 
 
 def _conv_params(c_in: int, c_out: int, k: int) -> int:
@@ -323,3 +338,166 @@ def test_trained_wu_mask_and_frame_diff_select_the_moving_sprite():
     assert median < 0.25 * sprite_mean, report
     print(report)
 
+
+
+# ---- offline training: update count, seeds, resume, non-finite stop, saved model ---------------------------------
+
+TRAIN_SEEDS = {"init": 11, "pairs": 12}
+
+
+@pytest.fixture
+def one_thread():
+    """Training tests on one torch thread (as the stage runs, runtime.torch_threads: 1); on a busy 2-core machine
+    two threads are about ten times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _tiny_archive(episodes: int = 3, length: int = 10, seed: int = 3) -> tuple[np.ndarray, torch.Tensor]:
+    """24×24 RGB frames of a 6×6 sprite stepping 3 px per frame on a dark background, episode ids in playing order."""
+    frames, _, _ = _moving_sprites(episodes, length, seed)  # 96×96
+    return np.ascontiguousarray(frames[:, ::4, ::4]), torch.from_numpy(np.repeat(np.arange(episodes), length))
+
+
+def test_update_count_is_epochs_times_frames_over_batch_rounded_up():
+    assert updates_per_epoch(100, 64) == 2 and updates_per_epoch(128, 64) == 2 and updates_per_epoch(129, 64) == 3
+    assert total_updates(128, 64, 3) == 6  # exact
+    assert total_updates(100, 64, 3) == 5  # ceil(300 / 64), rounded once for the run, not once per epoch (6)
+    assert total_updates(5000, 64, 50) == 3907  # Frostbite at the paper's settings: ceil(250,000 / 64)
+    assert total_updates(50_000, 64, 50) == 39_063  # the other games: ceil(2,500,000 / 64)
+    assert total_updates(30, 4, 2) == 15 and updates_per_epoch(30, 4) == 8
+    with pytest.raises(ValueError, match="2 frames"):
+        total_updates(1, 4, 1)
+    with pytest.raises(ValueError, match="epochs"):
+        total_updates(10, 4, 0)
+
+
+def test_params_section_gives_the_settings_and_per_game_seeds():
+    wu = load_params([REPO_ROOT / "params.yaml"]).wu
+    assert settings_from_params(wu) == WuSettings(delta=0.01, mask_weight=1e-3, max_gap=60, lr=1e-3, batch_size=64)
+    seeds = wu_seeds(wu, "Frostbite")
+    assert seeds == {"init": derive_seed(wu.seed, "wu", "Frostbite", "init"),
+                     "pairs": derive_seed(wu.seed, "wu", "Frostbite", "pairs")}
+    assert seeds["init"] != seeds["pairs"] and wu_seeds(wu, "Seaquest")["init"] != seeds["init"]
+
+
+def test_fingerprint_changes_with_params_seeds_and_frames(tmp_path):
+    wu = load_params([REPO_ROOT / "params.yaml"]).wu
+    path = tmp_path / "frames.npz"
+    path.write_bytes(b"abc")
+    base = wu_fingerprint(wu, TRAIN_SEEDS, path)
+    assert base == wu_fingerprint(wu, dict(TRAIN_SEEDS), path)
+    assert base != wu_fingerprint(dataclasses.replace(wu, epochs=wu.epochs + 1), TRAIN_SEEDS, path)
+    assert base != wu_fingerprint(dataclasses.replace(wu, delta=0.02), TRAIN_SEEDS, path)
+    assert base != wu_fingerprint(wu, {**TRAIN_SEEDS, "pairs": 13}, path)
+    path.write_bytes(b"abd")
+    assert base != wu_fingerprint(wu, TRAIN_SEEDS, path)
+
+
+def test_history_rows_are_the_mean_terms_of_the_documented_loop(one_thread):
+    frames, episodes = _tiny_archive()
+    settings, gray = WuSettings(batch_size=4), gray_frames(frames)
+    run = new_run(settings, TRAIN_SEEDS)
+    train_until(run, gray, episodes, settings, 15, updates_per_epoch(30, 4), 15)
+    # the same run written out: the pair generator and Adam from the seeds, one train_step per update
+    model = WuAttention(torch.Generator().manual_seed(TRAIN_SEEDS["init"]))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    pairs, terms = torch.Generator().manual_seed(TRAIN_SEEDS["pairs"]), []
+    for _ in range(15):
+        s, t = pair_indices(episodes, 4, 60, pairs)
+        terms.append(torch.stack(list(train_step(model, optimizer, gray, s, t, settings))).double())
+    terms = torch.stack(terms)  # [15, 4]
+    assert [row["updates"] for row in run.history] == [8, 15]  # a row per 8 updates, the last one partial
+    assert [row["epoch"] for row in run.history] == [1, 2]
+    assert [row["pair_samples"] for row in run.history] == [32, 60]
+    for row, part in zip(run.history, (terms[:8], terms[8:]), strict=True):
+        expected = dict(zip(("loss", "transport", "auto", "sparsity"), part.mean(0).tolist(), strict=True))
+        assert row == pytest.approx({**row, **expected}, rel=1e-9, abs=0)
+    assert run.history[0]["loss"] == pytest.approx(
+        run.history[0]["transport"] + run.history[0]["auto"] + 1e-3 * run.history[0]["sparsity"], rel=1e-6)
+    for a, b in zip(run.model.state_dict().values(), model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert run.sums.abs().sum() == 0  # the interval's sums are cleared with each row
+    with pytest.raises(ValueError, match="stop must lie"):
+        train_until(run, gray, episodes, settings, 16, 8, 15)
+
+
+def test_checkpoint_resume_gives_the_bytes_of_an_uninterrupted_run(tmp_path, one_thread):
+    frames, episodes = _tiny_archive()
+    settings, gray = WuSettings(batch_size=4), gray_frames(frames)
+    per_epoch, total = updates_per_epoch(len(frames), 4), total_updates(len(frames), 4, 2)  # 8, 15
+    straight = new_run(settings, TRAIN_SEEDS)
+    train_until(straight, gray, episodes, settings, total, per_epoch, total)
+    save_model(straight.model, tmp_path / "straight.npz")
+
+    first = new_run(settings, TRAIN_SEEDS)
+    train_until(first, gray, episodes, settings, 5, per_epoch, total)  # stopped mid-interval: the sums carry over
+    first.elapsed_s = 1.5
+    save_checkpoint(first, tmp_path / "ckpt.pt", "run-a")
+    del first
+    resumed = new_run(settings, TRAIN_SEEDS)
+    assert load_checkpoint(resumed, tmp_path / "ckpt.pt", "run-a") == "resumed"
+    assert resumed.updates == 5 and resumed.history == [] and resumed.elapsed_s == 1.5
+    train_until(resumed, gray, episodes, settings, 11, per_epoch, total)  # resumed again across a row boundary
+    save_checkpoint(resumed, tmp_path / "ckpt.pt", "run-a")
+    again = new_run(settings, TRAIN_SEEDS)
+    assert load_checkpoint(again, tmp_path / "ckpt.pt", "run-a") == "resumed" and len(again.history) == 1
+    train_until(again, gray, episodes, settings, total, per_epoch, total)
+    save_model(again.model, tmp_path / "resumed.npz")
+    assert (tmp_path / "resumed.npz").read_bytes() == (tmp_path / "straight.npz").read_bytes()
+    assert again.history == straight.history  # the loss curve too, to the last bit
+    assert torch.equal(again.pair_gen.get_state(), straight.pair_gen.get_state())
+    # a model that is one update short differs (the comparison can fail)
+    short = new_run(settings, TRAIN_SEEDS)
+    train_until(short, gray, episodes, settings, total - 1, per_epoch, total)
+    save_model(short.model, tmp_path / "short.npz")
+    assert (tmp_path / "short.npz").read_bytes() != (tmp_path / "straight.npz").read_bytes()
+    # a checkpoint of another run is never mixed in
+    other = new_run(settings, TRAIN_SEEDS)
+    assert load_checkpoint(other, tmp_path / "ckpt.pt", "run-b") == "stale" and other.updates == 0
+    assert load_checkpoint(other, tmp_path / "missing.pt", "run-a") == "absent"
+
+
+def test_non_finite_loss_stops_naming_the_update(one_thread):
+    frames, episodes = _tiny_archive()
+    settings, gray = WuSettings(batch_size=4), gray_frames(frames)
+    run = new_run(settings, TRAIN_SEEDS)
+    train_until(run, gray, episodes, settings, 3, 8, 15)
+    with torch.no_grad():
+        run.model.decoder[-1].bias.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match=r"non-finite Wu loss nan at update 4/15; stopped, the checkpoint "
+                                                 r"at update 3 is kept"):
+        train_until(run, gray, episodes, settings, 6, 8, 15)
+    assert run.history == []
+
+
+def test_saved_model_round_trip(tmp_path, one_thread):
+    frames, episodes = _tiny_archive()
+    settings = WuSettings(batch_size=4)
+    run = new_run(settings, TRAIN_SEEDS)
+    train_until(run, gray_frames(frames), episodes, settings, 2, 8, 15)  # weights and LayerNorms off their init
+    save_model(run.model, tmp_path / "model.npz")
+    save_model(run.model, tmp_path / "again.npz")
+    assert (tmp_path / "model.npz").read_bytes() == (tmp_path / "again.npz").read_bytes()  # deterministic
+    loaded = load_model(tmp_path / "model.npz")
+    assert isinstance(loaded, WuAttention) and not loaded.training
+    assert parameter_count(loaded) == 230_114
+    state, original = loaded.state_dict(), run.model.state_dict()
+    assert list(state) == list(original)
+    for name, value in original.items():
+        assert torch.equal(state[name], value), name
+    assert not torch.equal(original["mask_generator.1.weight"], torch.ones_like(original["mask_generator.1.weight"]))
+    torch.testing.assert_close(patch_scores(loaded, frames, 24, 8), patch_scores(run.model, frames, 24, 8),
+                               atol=0, rtol=0)
+    with np.load(tmp_path / "model.npz") as data:
+        arrays = {name: data[name] for name in data.files if name != "decoder.6.bias"}
+    write_npz(tmp_path / "partial.npz", arrays)
+    with pytest.raises(RuntimeError, match="decoder.6.bias"):
+        load_model(tmp_path / "partial.npz")
+
+
+def test_figure_frames_are_spread_over_the_archive():
+    assert figure_indices(120) == [0, 40, 79, 119]
+    assert figure_indices(3) == [0, 1, 2]
