@@ -3,7 +3,8 @@
 PYTHONHASHSEED=0 python src/make_report.py --params params.yaml conf/full.yaml --in-tables TABLE.md ... \
     --in-runs results/full/runs.csv --in-train-run RUN/run.json ... --in-collect-run ... \
     --in-mae-run ... --in-mae-loss ... --in-mr ... --in-fig2 ... --in-fig3 ... --in-fig8 ... [--in-fig6 ...] \
-    --in-curves ... --in-intervals ... --in-profile ... \
+    --in-curves ... --in-intervals ... --in-profile ... [--in-quality-md ... --in-quality-fig ... --in-wu-loss ...
+    --in-wu-masks ...] \
     --in-bench bench/results --out-report reports/full/report.md
 """
 
@@ -25,11 +26,32 @@ from spirl.tables import device_name
 from spirl.timing import bench_run_times, estimate_hours, stage_hours
 
 FIGURES = ("fig2", "fig3", "fig8", "fig6", "curves", "intervals", "profile")
+CRITERIA = ("quality-md", "quality-fig", "wu-loss", "wu-masks")  # SPEC §13-§14, when the profile builds them
+
+
+def criteria_section(args, report_dir: Path) -> list[str]:
+    """SPEC §13-§14: the scorers' object recall table, its figures and the Wu mask's training, if built."""
+    if not args.in_quality_md and not args.in_wu_loss:
+        return []
+    lines = ["## Saliency criteria (SPEC §13-§14)", "",
+             "Each scorer ranks the same frames' patches; dynamic-K at the game's adopted K_max keeps the top ones. "
+             "Recall: share of the game's moving OCAtari objects (criteria.dynamic_categories) touching a kept patch; "
+             "lift: recall over that of K random patches per frame (about 1 means no better than chance). The "
+             "agents' returns per scorer are in the criteria table under Tables.", ""]
+    for path in args.in_quality_md:
+        lines += [re.sub(r"^#+ ", "### ", path.read_text(), flags=re.M) if path.is_file()
+                  else f"- the saliency-quality table is not made yet (`{path}` missing)", ""]
+    for name, caption in (("quality-fig", "selected patches (outlined) on the object boxes, per scorer"),
+                          ("wu-masks", "Wu et al.'s mask on real frames"), ("wu-loss", "Wu mask training loss")):
+        paths = getattr(args, f"in_{name.replace('-', '_')}")
+        if paths:
+            lines += [f"### {caption}", "", *image_lines(paths, report_dir, caption), ""]
+    return lines
 
 
 def main() -> None:
     parser = base_parser(__doc__.splitlines()[0])
-    for name in ("tables", "train-run", "collect-run", "mae-run", "mae-loss", "mr", *FIGURES):
+    for name in ("tables", "train-run", "collect-run", "mae-run", "mae-loss", "mr", *FIGURES, *CRITERIA):
         parser.add_argument(f"--in-{name}", nargs="*", type=Path, default=[])
     parser.add_argument("--in-runs", type=Path, required=True)
     parser.add_argument("--in-bench", type=Path, required=True)
@@ -71,6 +93,7 @@ def main() -> None:
     lines += run_section(status, records)
     lines += saliency_section(args.in_mae_run, args.in_mae_loss, args.in_mr, args.out_report.parent)
     lines += training_vs_k(args.in_bench, profile)
+    lines += criteria_section(args, args.out_report.parent)
     lines += ["## Tables", ""]
     for path in args.in_tables:
         lines += [re.sub(r"^## ", "### ", path.read_text(), flags=re.M), ""]  # one level below "## Tables"

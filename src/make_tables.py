@@ -2,7 +2,8 @@
 
 PYTHONHASHSEED=0 python src/make_tables.py --params params.yaml conf/full.yaml --table table2 \
     --in-eval RUN/eval.json ... --in-run RUN/run.json ... --in-reference data/reference/paper_scores.csv \
-    [--in-mae-run data/full/mae/GAME/run.json ...] --out-csv results/full/tables/table2.csv --out-md ....md
+    [--in-mae-run data/full/mae/GAME/run.json ...] [--in-quality results/full/saliency_quality/GAME.json ...] \
+    --out-csv results/full/tables/table2.csv --out-md ....md
 The runs are spirl.pipeline.table_runs(params, table), in that order. Missing runs are reported, not filled.
 """
 
@@ -13,10 +14,17 @@ from pathlib import Path
 from spirl.cli import base_parser, setup_logging
 from spirl.config import ConfigError, load_params
 from spirl.io import atomic_path, read_json_if_exists
-from spirl.pipeline import table_runs
+from spirl.pipeline import criteria_games, table_runs
 from spirl.plots import write_csv
 from spirl.scores import RUN_FIELDS, load_run
-from spirl.tables import build_table, pretraining_time_rows, read_reference, table_games, to_markdown
+from spirl.tables import (
+    build_table,
+    criteria_quality_rows,
+    pretraining_time_rows,
+    read_reference,
+    table_games,
+    to_markdown,
+)
 
 
 def main() -> None:
@@ -26,6 +34,7 @@ def main() -> None:
     parser.add_argument("--in-run", nargs="*", type=Path, default=[])
     parser.add_argument("--in-reference", type=Path, required=True)
     parser.add_argument("--in-mae-run", nargs="*", type=Path, default=[])
+    parser.add_argument("--in-quality", nargs="*", type=Path, default=[])
     parser.add_argument("--out-csv", type=Path, required=True)
     parser.add_argument("--out-md", type=Path, required=True)
     args = parser.parse_args()
@@ -50,6 +59,12 @@ def main() -> None:
             raise ConfigError(f"table1 needs one --in-mae-run per game {games}; got {len(args.in_mae_run)}")
         records = {g: read_json_if_exists(p) for g, p in zip(games, args.in_mae_run, strict=True)}
         cells = pretraining_time_rows(params, records, reference) + cells
+    if args.table == "criteria":  # the object recall of each scorer's selection, after the returns
+        games = criteria_games(params)
+        if len(args.in_quality) != len(games):
+            raise ConfigError(f"criteria needs one --in-quality per game {games}; got {len(args.in_quality)}")
+        records = {g: read_json_if_exists(p) for g, p in zip(games, args.in_quality, strict=True)}
+        cells += criteria_quality_rows(params, records)
     write_csv(cells, args.out_csv)
     with atomic_path(args.out_md) as tmp:
         tmp.write_text(to_markdown(args.table, cells, params.experiment.profile))

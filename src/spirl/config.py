@@ -66,8 +66,12 @@ class ExperimentParams:
 
     @property
     def built_tables(self) -> tuple[str, ...]:
-        """The tables this profile builds (build_tables, in experiment.tables order)."""
-        return tuple(t for t in self.tables if self.build_tables == "all" or t in self.build_tables)
+        """The tables this profile builds: build_tables in its own order, or every table ("all") in experiment.tables
+        order. (A list fixes the order whatever the order of the merged mappings: Snakemake merges a conf/ overlay's
+        tables before params.yaml's, our loader after.)"""
+        if self.build_tables == "all":
+            return tuple(self.tables)
+        return tuple(t for t in self.build_tables if t in self.tables)
 
     @property
     def mae_games(self) -> tuple[str, ...]:

@@ -284,6 +284,39 @@ def pretraining_time_rows(params: Params, mae_runs: Mapping[str, Mapping | None]
             for row in rows]
 
 
+QUALITY_PARTS = (("recall", "object recall", "share of dynamic objects"), ("mean_k", "mean K", "patches"),
+                 ("lift", "recall lift over random patches", "ratio"))
+
+
+def criteria_quality_rows(params: Params, records: Mapping[str, Mapping | None]) -> list[dict]:
+    """The criteria table's saliency-quality parts (SPEC §14): per game and scorer (criteria.scorers), the recall
+    of the game's dynamic objects, the mean K and the lift over random patches with the same K, each with its
+    95% bootstrap CI over frames, from the game's saliency_quality JSON (src/saliency_quality.py).
+
+    Args:
+        records: game -> that JSON (None if absent: the cells say so).
+    """
+    rows = []
+    for stat, part, unit in QUALITY_PARTS:
+        for game, record in records.items():
+            scorers = (record or {}).get("result", {}).get("scorers", {})
+            for scorer in params.criteria.scorers:
+                row = {"table": "criteria", "part": part, "game": game, "method": scorer, "variant": "",
+                       "regime": "", "metric": "", "unit": unit}
+                entry = scorers.get(scorer, {}).get(stat)
+                if entry is None or entry.get("value") is None:
+                    why = "no saliency_quality record" if record is None else f"{scorer} not scored on {game}"
+                    rows.append({**row, "status": "missing", "note": why})
+                    continue
+                low, high = entry.get("ci", (None, None))
+                frames = scorers[scorer].get("n_frames", "")
+                rows.append({**row, "mean": entry["value"], "ci_low": math.nan if low is None else low,
+                             "ci_high": math.nan if high is None else high, "status": "complete",
+                             "note": f"{frames} OCAtari-labelled frames"})
+    return [{k: _fmt(row.get(k, math.nan)) if k in NUMERIC else row.get(k, "") for k in CELL_COLUMNS}
+            for row in rows]
+
+
 def _number(x, unit: str) -> str:
     """Returns with one decimal, hours and normalised scores with three; never a negative zero."""
     text = f"{x:.1f}" if unit == "return" else f"{x:.3f}"

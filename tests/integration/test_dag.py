@@ -91,11 +91,15 @@ def test_snakemake_and_dvc_plan_the_same_jobs(profile):
 
 def test_paper_profile_plans_every_per_game_stage_for_the_four_games():
     smk = snakemake_plan("full")
-    for rule in ["collect", "pretrain_mae", "estimate_mr", "saliency_figures"]:
+    for rule in ["collect", "pretrain_mae", "estimate_mr", "saliency_figures", "pretrain_wu", "objects",
+                 "saliency_quality"]:
         games = sorted(re.search(r"--game (\w+)", j["cmd"]).group(1) for j in smk.values() if j["rule"] == rule)
         assert games == ["BattleZone", "Frostbite", "MsPacman", "Seaquest"], rule
+    scorers = sorted(re.search(r"--scorer (\w+)", j["cmd"]).group(1) for j in smk.values()
+                     if j["rule"] == "estimate_mr_scorer")
+    assert scorers == sorted(["mae_untrained", "frame_diff", "random", "wu_mask"] * 4)  # SPEC §13: one mr* each
     runs = [re.findall(r"--(variant|regime|game|seed) (\S+)", j["cmd"]) for j in smk.values() if j["rule"] == "train"]
-    assert len(runs) == 330  # Tables 1, 2, 3, 11, 14, 15: every (variant, regime, game, seed) once
+    assert len(runs) == 330 + 60  # Tables 1, 2, 3, 11, 14, 15 and the criteria table's 3 scorer variants x 4 x 5
     seeds = {}
     for run in map(dict, runs):
         seeds.setdefault(run["variant"], set()).add(int(run["seed"]))
@@ -164,7 +168,7 @@ def test_outputs_are_namespaced_per_profile():
         params = load_params([ROOT / f for f in param_files(profile)])
         for outputs, job in snakemake_plan(profile).items():
             if STAGES[job["rule"]].published:  # the active profile's tables at results/tableN.csv and .md
-                assert all(re.fullmatch(r"results/table\d+\.(csv|md)", o) for o in outputs), outputs
+                assert all(re.fullmatch(r"results/(table\d+|criteria)\.(csv|md)", o) for o in outputs), outputs
                 continue
             assert all(o.startswith((f"data/{profile}/", f"results/{profile}/", f"reports/{profile}/"))
                        for o in outputs), outputs

@@ -343,3 +343,30 @@ def test_a_run_limited_to_some_games_leaves_the_others_unrequested(tmp_path, ref
     assert "n_seeds" in cell(cells, "Seaquest", "SPIRL, 100K")
     iqm_row = cell(cells, "IQM (human-normalised)", "SPIRL, 100K", part="aggregate")
     assert iqm_row["status"] == "not computed (not requested on every game of the table)"
+
+
+def test_criteria_table_reports_each_scorers_object_recall_beside_the_returns(tmp_path, reference):
+    """The criteria table: the scorers' runs (SPIRL's paper value beside SPIRL, DE-Rainbow reported), then per game
+    and scorer the recall / mean K / lift from the saliency_quality JSON, with CIs, and a missing game said so."""
+    from spirl.tables import criteria_quality_rows
+
+    params = make_params()
+    scorers = {s: {"n_frames": 500, "recall": {"value": 0.5 + 0.1 * i, "ci": [0.4 + 0.1 * i, 0.6 + 0.1 * i]},
+                   "mean_k": {"value": 40.0 + i, "ci": [39.0 + i, 41.0 + i]},
+                   "lift": {"value": 1.0 + i, "ci": [0.9 + i, 1.1 + i]}}
+               for i, s in enumerate(params.criteria.scorers)}
+    scorers.pop("random")
+    rows = criteria_quality_rows(params, {"Frostbite": {"result": {"scorers": scorers}}, "Seaquest": None})
+    by = {(r["part"], r["game"], r["method"]): r for r in rows}
+    assert len(rows) == 3 * 2 * len(params.criteria.scorers)
+    wu = by[("object recall", "Frostbite", "wu_mask")]
+    assert (wu["mean"], wu["ci_low"], wu["ci_high"], wu["status"]) == (0.9, 0.8, 1.0, "complete")
+    assert by[("mean K", "Frostbite", "frame_diff")]["mean"] == 42.0
+    assert by[("object recall", "Frostbite", "random")]["status"] == "missing"
+    assert by[("object recall", "Seaquest", "mae_surround")]["note"] == "no saliency_quality record"
+    assert "random not scored on Frostbite" in by[("recall lift over random patches", "Frostbite", "random")]["note"]
+    text = to_markdown("criteria", rows, "test")
+    assert "Saliency criteria" in text and "**object recall**" in text and "**0.900** [0.800, 1.000]" in text
+    columns = [c.label for c in table_columns("criteria", params, reference)]
+    assert columns[:2] == ["SPIRL", "DE-Rainbow"]
+    assert columns[2:] == ["spirl_wu (100k)", "spirl_framediff (100k)", "spirl_random (100k)"]
