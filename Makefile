@@ -1,5 +1,5 @@
 # SPIRL reproduction: the few commands a user needs (see README.md).
-#   make setup   create .venv with a CPU build of torch and the project (editable) + dev tools
+#   make setup   create .venv with a CPU build of torch and the project (editable) + dev tools, and .venv-objects
 #   make smoke   the whole DAG on the smoke profile (CPU, minutes)
 #   make test    the test suite (what .ci/run runs)
 SHELL := /bin/bash
@@ -8,6 +8,13 @@ PY := $(VENV)/bin/python
 PROFILE ?= smoke
 JOBS ?= 2
 TORCH_VERSION ?= 2.13.0
+# The object-recall stage's own environment (SPEC §14): OCAtari pins numpy<2 and pulls GUI packages.
+OBJECTS_VENV ?= .venv-objects
+OCATARI_VERSION ?= 2.2.1
+OBJECTS_ALE_PY_VERSION ?= 0.12.1
+OBJECTS_OPENCV_VERSION ?= 4.11.0.86
+OBJECTS_PY := $(OBJECTS_VENV)/bin/python
+OBJECTS_STAMP := $(OBJECTS_VENV)/.installed-ocatari$(OCATARI_VERSION)-ale$(OBJECTS_ALE_PY_VERSION)-cv$(OBJECTS_OPENCV_VERSION)
 # Jobs call plain `python`, `snakemake` and `dvc`: put the venv first on PATH for every recipe.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PYTHONHASHSEED := 0
@@ -15,10 +22,10 @@ export PYTHONHASHSEED := 0
 SMK_PROFILE_ARGS := $(if $(filter full,$(PROFILE)),,--configfile conf/$(PROFILE).yaml)
 DVC_FILE := $(if $(filter full,$(PROFILE)),dvc.yaml,pipelines/$(PROFILE)/dvc.yaml)
 
-.PHONY: setup smoke test lint dvc-yaml sync-dvc sync-smk dvc-smoke bench-env clean-smoke tables-now report-now desk \
+.PHONY: setup objects-env smoke test lint dvc-yaml sync-dvc sync-smk dvc-smoke bench-env clean-smoke tables-now report-now desk \
 	desk-evidence rehearsal slurm-up slurm-down dvc-remote
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed objects-env
 
 # torch first, pinned, from the CPU build; a GPU workstation can pre-install its CUDA build instead.
 $(VENV)/.installed: pyproject.toml
@@ -26,6 +33,29 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "torch==$(TORCH_VERSION)"
 	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# src/collect_objects.py alone runs in $(OBJECTS_VENV) (PYTHONHASHSEED=0 .venv-objects/bin/python src/collect_objects.py
+# ...); the main .venv never sees OCAtari. Only the packages that script imports: OCAtari (RAM mode) with its
+# dependencies, ale-py, PyYAML, jsonschema, tqdm; OpenCV as the headless build of the same version (OCAtari asks for
+# opencv-python, whose cv2 needs the system's libGL, absent on a bare machine; `pip check` names that swap); and a
+# .pth to src/ so that `import spirl` works without installing the project (no torch there). The stamp names the
+# pins: changing one rebuilds on the next `make setup`; deleting the stamp forces a rebuild.
+objects-env: $(OBJECTS_STAMP)
+
+$(OBJECTS_STAMP):
+	test -x $(OBJECTS_PY) || python3 -m venv $(OBJECTS_VENV)
+	printf '*\n' > $(OBJECTS_VENV)/.gitignore
+	$(OBJECTS_PY) -m pip install --quiet --upgrade pip
+	$(OBJECTS_PY) -m pip install --quiet "ocatari==$(OCATARI_VERSION)" "ale-py==$(OBJECTS_ALE_PY_VERSION)" pyyaml \
+		jsonschema tqdm
+	$(OBJECTS_PY) -m pip uninstall --quiet --yes opencv-python
+	$(OBJECTS_PY) -m pip install --quiet --no-deps --force-reinstall "opencv-python-headless==$(OBJECTS_OPENCV_VERSION)"
+	$(OBJECTS_PY) -c "import pathlib, sysconfig; \
+		pathlib.Path(sysconfig.get_paths()['purelib'], 'spirl_src.pth').write_text('$(abspath src)\n')"
+	cd $(OBJECTS_VENV) && PYGAME_HIDE_SUPPORT_PROMPT=1 ./bin/python -c "import cv2, ocatari.ram, spirl.atari, spirl.objects; \
+		import numpy; assert numpy.__version__ < '2', numpy.__version__"
+	rm -f $(OBJECTS_VENV)/.installed-*
 	touch $@
 
 smoke: setup
@@ -42,9 +72,10 @@ desk: setup
 desk-evidence:
 	mkdir -p reports/desk/results reports/desk/data
 	cd results/desk && find . -name eval.json -o -name progress.csv -o -name run.json -o -name mr.json \
-		-o -path './tables/*' -o -name runs.csv | xargs -r cp --parents -t ../../reports/desk/results
-	cd data/desk && find . -path './mae/*' \( -name loss.csv -o -name run.json \) -o -path './frames/*' -name run.json \
-		| xargs -r cp --parents -t ../../reports/desk/data
+		-o -path './tables/*' -o -name runs.csv -o -path './saliency_quality*' -type f \
+		| xargs -r cp --parents -t ../../reports/desk/results
+	cd data/desk && find . \( -path './mae/*' -o -path './wu/*' \) \( -name loss.csv -o -name run.json \) \
+		-o \( -path './frames/*' -o -path './objects/*' \) -name run.json | xargs -r cp --parents -t ../../reports/desk/data
 
 # Every stage and variant of the paper profile at its paper shape on a slice of its work (conf/rehearsal.yaml):
 # per-part times, peak memory and full-run hours on this machine -> bench/results/rehearsal-<device>.json. Not in CI.

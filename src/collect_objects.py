@@ -1,23 +1,28 @@
 """Collect random-policy frames of one game with OCAtari's RAM-mode object lists (SPEC §14); one job per game.
 
 OCAtari 2.2.1 pins numpy<2 and pulls GUI and vision packages (pygame, scikit-image, ...), so this stage runs in
-an environment of its own, never the main one (the code itself also runs under numpy 2, see RamObjects.update):
-
-python3.11 -m venv .venv-objects && printf '*\n' > .venv-objects/.gitignore
-.venv-objects/bin/pip install ocatari==2.2.1 ale-py==0.12.1 pyyaml jsonschema tqdm
-echo "$PWD/src" > .venv-objects/lib/python3.11/site-packages/spirl_src.pth
+an environment of its own, never the main one (the code itself also runs under numpy 2, see RamObjects.update).
+`make setup` builds it (`make objects-env`: .venv-objects with ocatari==2.2.1, ale-py==0.12.1, the headless
+OpenCV build and a .pth to src/ so that `import spirl` works); the pipeline then runs, from the repository root:
 
 PYTHONHASHSEED=0 .venv-objects/bin/python src/collect_objects.py --params params.yaml conf/full.yaml \
-    --game Frostbite --n-frames 500 --every 10 --out-frames data/full/objects/Frostbite/frames.npz \
-    --out-objects data/full/objects/Frostbite/objects.npz --out-run data/full/objects/Frostbite/run.json
+    --game Frostbite --out-frames data/full/objects/Frostbite/frames.npz \
+    --out-objects data/full/objects/Frostbite/objects.npz --out-run data/full/objects/Frostbite/run.json \
+    --log work/full/logs/objects/Frostbite.log
+
+Sizes come from params (criteria.object_frames frames, every criteria.object_every-th agent step; --n-frames and
+--every override them for checks), seeds from criteria.seed and the game.
 
 Frames come from the project's one wrapper (`spirl.atari`, train mode, uniform random actions, seeded apart
 from the pre-training collection). OCAtari never runs an emulator of its own: its RAM extraction
 (`ocatari.ram.extract_ram_info.detect_objects_ram`, a function of a 128-byte RAM array) is applied to the RAM of
 the wrapper's own ALE after every reset and every agent step, as OCAtari itself does after each step of its
-frameskip-4 env, so the extractor's internal object slots evolve as in OCAtari. Every `--every`-th agent step
-the newest frame is stored with the object list read from the RAM at that moment, i.e. after the last emulator
-frame of the step: the state whose raw screen is the last of the two pooled into the frame.
+frameskip-4 env, so the extractor's internal object slots evolve as in OCAtari. Every k-th agent step (k =
+criteria.object_every) the newest frame is stored with the object list read from the RAM at that moment, i.e.
+after the last emulator frame of the step: the state whose raw screen is the last of the two pooled into the
+frame. With it goes the previous agent step's frame of the same env (`previous`, for the frame_diff scorer,
+SPEC §13) and `has_previous`, False when the kept frame is the first of an episode (right after a reset: no
+previous frame, `previous` all zero).
 """
 
 from __future__ import annotations
@@ -114,7 +119,7 @@ class RamObjects:
 def collect_with_objects(env: AtariEnv, tracker: RamObjects, n_frames: int, every: int,
                          policy_rng: np.random.Generator, first_life_only: bool, keep_screens: bool,
                          on_frame=None) -> tuple[dict[str, np.ndarray], list[list]]:
-    """Play uniform random actions and keep every `every`-th frame with its object list.
+    """Play uniform random actions and keep every `every`-th frame with its object list and previous frame.
 
     Args:
         env: a train-mode AtariEnv, not yet reset; tracker: the game's RamObjects.
@@ -123,7 +128,9 @@ def collect_with_objects(env: AtariEnv, tracker: RamObjects, n_frames: int, ever
         keep_screens: also keep the raw 210 x 160 screen the objects refer to (for checking boxes).
         on_frame: called once per kept frame (progress bar).
     Returns:
-        arrays: "frames" [F, S, S, 3] uint8 (the newest wrapper frame), "steps" [F] int64 (agent step t),
+        arrays: "frames" [F, S, S, 3] uint8 (the newest wrapper frame), "previous" [F, S, S, 3] uint8 (the
+        newest frame of the agent step before, same env; zeros where there is none), "has_previous" [F] bool
+        (False for an episode's first frame, i.e. the frame a reset gave), "steps" [F] int64 (agent step t),
         "episodes" [F] int32, and "screens" [F, 210, 160, 3] uint8 if keep_screens;
         objects: F lists of (category, (x, y, w, h), hud).
     """
@@ -133,16 +140,22 @@ def collect_with_objects(env: AtariEnv, tracker: RamObjects, n_frames: int, ever
     tracker.reset()
     tracker.update(env.ale.getRAM())
     size = env.frame.shape
-    arrays = {"frames": np.zeros((n_frames, *size), np.uint8), "steps": np.zeros(n_frames, np.int64),
+    arrays = {"frames": np.zeros((n_frames, *size), np.uint8), "previous": np.zeros((n_frames, *size), np.uint8),
+              "has_previous": np.zeros(n_frames, bool), "steps": np.zeros(n_frames, np.int64),
               "episodes": np.zeros(n_frames, np.int32)}
     if keep_screens:
         arrays["screens"] = np.zeros((n_frames, *SCREEN_HW, 3), np.uint8)
     objects: list[list] = []
     step = episode = 0
+    previous = None  # the frame of the agent step before, None right after a reset
     while len(objects) < n_frames:
+        frame = env.frame  # a copy
         if step % every == 0:
             i = len(objects)
-            arrays["frames"][i] = env.frame
+            arrays["frames"][i] = frame
+            if previous is not None:
+                arrays["previous"][i] = previous
+                arrays["has_previous"][i] = True
             arrays["steps"][i] = step
             arrays["episodes"][i] = episode
             if keep_screens:
@@ -151,9 +164,11 @@ def collect_with_objects(env: AtariEnv, tracker: RamObjects, n_frames: int, ever
             if on_frame is not None:
                 on_frame()
         _, _, terminated, truncated, _ = env.step(int(policy_rng.integers(env.n_actions)))
+        previous = frame
         step += 1
         if terminated or truncated:
             episode += 1
+            previous = None
             if env.reset(hard=first_life_only)[1]["hard_reset"]:
                 tracker.reset()  # a new game: fresh OCAtari slots, as its env's reset() gives
         tracker.update(env.ale.getRAM())
@@ -169,11 +184,22 @@ def category_counts(objects: list[list]) -> dict[str, dict[str, int]]:
     return {k: dict(sorted(v.items())) for k, v in counts.items()}
 
 
+def object_sizes(params, n_frames: int | None, every: int | None) -> tuple[int, int]:
+    """(frames to keep, keep every k-th step): criteria.object_frames / object_every unless overridden."""
+    return (params.criteria.object_frames if n_frames is None else n_frames,
+            params.criteria.object_every if every is None else every)
+
+
+def object_seeds(criteria_seed: int, game: str) -> dict[str, int]:
+    """The collection's named seeds (env, policy), derived from criteria.seed and the game."""
+    return {k: derive_seed(criteria_seed, "objects", game, k) for k in ("env", "policy")}
+
+
 def main() -> None:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--game", required=True)
-    parser.add_argument("--n-frames", type=int, default=500, help="frames to keep (SPEC §14: 500 per game)")
-    parser.add_argument("--every", type=int, default=10, help="keep every k-th agent step")
+    parser.add_argument("--n-frames", type=int, default=None, help="override criteria.object_frames (checks)")
+    parser.add_argument("--every", type=int, default=None, help="override criteria.object_every (checks)")
     parser.add_argument("--keep-screens", action="store_true", help="also store the raw screens (checks)")
     parser.add_argument("--out-frames", type=Path, required=True)
     parser.add_argument("--out-objects", type=Path, required=True)
@@ -181,34 +207,37 @@ def main() -> None:
     args = parser.parse_args()
     log = setup_logging("objects", args.log)
     params = load_params(args.params)
+    n_frames, every = object_sizes(params, args.n_frames, args.every)
     tracker = RamObjects(args.game)
-    seeds = {"env": derive_seed(params.collect.seed, "objects", args.game, "env"),
-             "policy": derive_seed(params.collect.seed, "objects", args.game, "policy")}
+    seeds = object_seeds(params.criteria.seed, args.game)
     log.info("collecting %d frames of %s, every %d-th step, with OCAtari RAM objects (seeds %s)",
-             args.n_frames, args.game, args.every, seeds)
+             n_frames, args.game, every, seeds)
 
     start = time.perf_counter()
     env = make_env(args.game, seeds["env"], "train", params.atari)
-    with tqdm(total=args.n_frames, desc=f"objects {args.game}", unit="frame", mininterval=2.0) as bar:
+    with tqdm(total=n_frames, desc=f"objects {args.game}", unit="frame", mininterval=2.0) as bar:
         arrays, objects = collect_with_objects(
-            env, tracker, args.n_frames, args.every, np.random.Generator(np.random.PCG64(seeds["policy"])),
+            env, tracker, n_frames, every, np.random.Generator(np.random.PCG64(seeds["policy"])),
             params.collect.first_life_only, args.keep_screens, on_frame=lambda: bar.update())
     env.close()
     write_npz(args.out_frames, arrays, compresslevel=params.collect.compression_level)
     write_npz(args.out_objects, pack_objects(objects), compresslevel=params.collect.compression_level)
     wall_s = time.perf_counter() - start
     counts = category_counts(objects)
-    log.info("%s: %d frames over %d agent steps; objects per category %s", args.game, len(objects),
-             int(arrays["steps"][-1]) + 1, counts)
+    n_steps = int(arrays["steps"][-1]) + 1
+    log.info("%s: %d frames over %d agent steps (%d episode starts among them); objects per category %s",
+             args.game, len(objects), n_steps, int((~arrays["has_previous"]).sum()), counts)
     write_json(args.out_run, run_record(
         stage="objects",
         params={"atari": to_plain(params.atari), "collect": to_plain(params.collect),
-                "objects": {"n_frames": args.n_frames, "every": args.every, "ocatari_mode": "ram", "hud": True}},
+                "criteria": to_plain(params.criteria),
+                "objects": {"n_frames": n_frames, "every": every, "ocatari_mode": "ram", "hud": True}},
         wildcards={"game": args.game, "profile": params.experiment.profile},
         seeds=seeds,
         wall_time_s=wall_s,
         extra={"ocatari_version": version("ocatari"), "numpy_version": np.__version__,
-               "category_counts": counts, "n_agent_steps": int(arrays["steps"][-1]) + 1,
+               "category_counts": counts, "n_agent_steps": n_steps,
+               "n_without_previous": int((~arrays["has_previous"]).sum()),
                "frames_file": str(args.out_frames), "objects_file": str(args.out_objects)},
     ))
 

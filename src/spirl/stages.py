@@ -121,7 +121,7 @@ ESTIMATE_MR_SCORER = Stage(
     inputs={"model": PRETRAIN_MAE.outputs["model"], "frames": COLLECT.outputs["frames"],
             "wu": PRETRAIN_WU.outputs["model"]},
     outputs={"mr": "results/{profile}/mr/{game}/{scorer}/mr.json", "ks": "results/{profile}/mr/{game}/{scorer}/ks.npz"},
-    sections=("saliency", "criteria.seed", "runtime"),
+    sections=("mae", "saliency", "criteria.seed", "runtime"),
     log="work/{profile}/logs/estimate_mr/{game}-{scorer}.log",
 )
 
@@ -134,7 +134,7 @@ OBJECTS = Stage(
     inputs={},
     outputs={"frames": "data/{profile}/objects/{game}/frames.npz",
              "objects": "data/{profile}/objects/{game}/objects.npz", "run": "data/{profile}/objects/{game}/run.json"},
-    sections=("atari", "criteria"),
+    sections=("atari", "collect", "criteria"),
     log="work/{profile}/logs/objects/{game}.log",
     interpreter=".venv-objects/bin/python",
 )
@@ -149,7 +149,7 @@ SALIENCY_QUALITY = Stage(
             "wu": PRETRAIN_WU.outputs["model"]},
     outputs={"json": "results/{profile}/saliency_quality/{game}.json",
              "figure": "reports/{profile}/saliency_quality/{game}.png"},
-    sections=("saliency", "criteria", "report", "runtime"),
+    sections=("mae", "saliency", "criteria", "report", "runtime"),
     log="work/{profile}/logs/saliency_quality/{game}.log",
 )
 
@@ -160,7 +160,7 @@ QUALITY_TABLE = Stage(
     wildcards=(),
     inputs={"quality": SALIENCY_QUALITY.outputs["json"]},
     outputs={"csv": "results/{profile}/saliency_quality.csv", "md": "results/{profile}/saliency_quality.md"},
-    sections=("criteria",),
+    sections=("criteria", "report", "experiment.profile"),
     log="work/{profile}/logs/quality_table.log",
 )
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from spirl.atari import AtariEnv
-from spirl.config import REPO_ROOT
+from spirl.config import REPO_ROOT, load_params
 from spirl.objects import (
     ObjectBox,
     box_patches,
@@ -25,6 +25,7 @@ from spirl.objects import (
     selection_masks,
     unpack_objects,
 )
+from spirl.seeding import derive_seed
 
 PAPER = {"frame_px": 96, "patch_px": 8}  # 12 x 12 grid, N = 144
 SMOKE = {"frame_px": 40, "patch_px": 8}  # conf/smoke.yaml: 5 x 5 grid of 8-px patches, N = 25
@@ -331,17 +332,51 @@ def test_collector_keeps_every_kth_wrapper_frame_with_that_moments_ram():
     arrays, objects = co.collect_with_objects(env, tracker, 6, 3, np.random.default_rng(9), True, True)
     assert arrays["steps"].tolist() == [0, 3, 6, 9, 12, 15] and arrays["frames"].shape == (6, 40, 40, 3)
     assert arrays["screens"].shape == (6, 210, 160, 3) and len(objects) == 6
-    # replay the same seeds: the kept frame, raw screen and RAM are those after step t's last emulator frame
+    assert arrays["previous"].shape == (6, 40, 40, 3) and arrays["previous"].dtype == np.uint8
+    assert arrays["has_previous"].tolist() == [False] + [True] * 5  # step 0 is the reset frame
+    assert not arrays["previous"][0].any()
+    # replay the same seeds: the kept frame, raw screen and RAM are those after step t's last emulator frame, and the
+    # previous frame is the newest frame after step t - 1
     replay, rng = small_env("Seaquest", 5), np.random.default_rng(9)
     replay.reset()
+    last = None
     for t in range(16):
         if t % 3 == 0:
             i = t // 3
             np.testing.assert_array_equal(arrays["frames"][i], replay.frame)
             np.testing.assert_array_equal(arrays["screens"][i], replay.ale.getScreenRGB())
             assert objects[i] == [("Ram", tuple(int(v) for v in replay.ale.getRAM()[:4]), False)]
+            if t > 0:
+                np.testing.assert_array_equal(arrays["previous"][i], last)
+                assert not np.array_equal(arrays["previous"][i], arrays["frames"][i])
+        last = replay.frame
         replay.step(int(rng.integers(replay.n_actions)))
     assert tracker.resets == 1  # no episode ended in 16 steps
+
+
+def test_collector_has_no_previous_frame_at_episode_starts():
+    co = load_collector()
+    env = AtariEnv("Frostbite", seed=2, mode="train", frame_size_px=40, frame_skip=4, frame_stack=4, max_noops=30,
+                   max_episode_agent_steps=4, fire_on_reset=True)  # truncated every 4 agent steps
+    arrays, _ = co.collect_with_objects(env, RamEcho(), 11, 1, np.random.default_rng(1), True, False)
+    assert arrays["episodes"].tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2]
+    starts = [True, False, False, False] * 2 + [True, False, False]
+    assert arrays["has_previous"].tolist() == [not s for s in starts]
+    assert not arrays["previous"][np.array(starts)].any()  # nothing stored where there is no previous frame
+    within = np.flatnonzero(~np.array(starts))  # every = 1: the previous frame is the kept frame before
+    np.testing.assert_array_equal(arrays["previous"][within], arrays["frames"][within - 1])
+
+
+def test_collector_sizes_and_seeds_from_params():
+    co = load_collector()
+    params = load_params([REPO_ROOT / "params.yaml"])
+    assert co.object_sizes(params, None, None) == (params.criteria.object_frames, params.criteria.object_every)
+    assert co.object_sizes(params, 7, 2) == (7, 2)
+    seeds = co.object_seeds(params.criteria.seed, "Frostbite")
+    assert seeds == {"env": derive_seed(params.criteria.seed, "objects", "Frostbite", "env"),
+                     "policy": derive_seed(params.criteria.seed, "objects", "Frostbite", "policy")}
+    assert seeds != co.object_seeds(params.criteria.seed, "Seaquest")
+    assert seeds != co.object_seeds(params.criteria.seed + 1, "Frostbite")
 
 
 def test_collector_category_counts():

@@ -117,14 +117,20 @@ def test_desk_profile_plans_exactly_its_slice_of_the_paper():
     p = params("desk")
     names = [job.name for job in P.jobs(p)]
     games = ["Frostbite", "MsPacman", "Seaquest", "BattleZone"]
+    criteria = [f"estimate_mr_scorer-Frostbite-{s}" for s in ("mae_untrained", "frame_diff", "random", "wu_mask")]
     assert names == [*(f"collect-{g}" for g in games), "pretrain_mae-Frostbite", "estimate_mr-Frostbite",
-                     "saliency_figures-Frostbite", "fig8", *(f"train-de_rainbow-100k-{g}-0" for g in games),
-                     "train-spirl-100k-Frostbite-0", "aggregate", "table-table2", "table-table11", "publish-table2",
-                     "publish-table11", "figures", "fig6-Frostbite", "report"]
-    # the paper's settings: nothing of the method or agent differs from params.yaml but the profile's scope
+                     "saliency_figures-Frostbite", "pretrain_wu-Frostbite", *criteria, "objects-Frostbite",
+                     "saliency_quality-Frostbite", "fig8", "quality_table",
+                     *(f"train-de_rainbow-100k-{g}-0" for g in games), "train-spirl-100k-Frostbite-0",
+                     "train-spirl_framediff-100k-Frostbite-0", "train-spirl_wu-100k-Frostbite-0", "aggregate",
+                     "table-table2", "table-table11", "table-criteria", "publish-table2", "publish-table11",
+                     "publish-criteria", "figures", "fig6-Frostbite", "report"]
+    # the paper's settings: nothing of the method or agent differs from params.yaml but the profile's scope (and
+    # how often a run is checkpointed)
     full = params("full")
-    for section in ("atari", "collect", "mae", "saliency", "agent", "replay", "train", "eval", "runtime"):
+    for section in ("atari", "collect", "mae", "saliency", "wu", "criteria", "agent", "replay", "eval", "runtime"):
         assert getattr(p, section) == getattr(full, section), section
+    assert p.train == dataclasses.replace(full.train, checkpoint_every_env_steps=2000)
     report = P.report_job(p)
     assert report.inputs["mae-run"] == ["data/desk/mae/Frostbite/run.json"]
     assert report.inputs["mr"] == ["results/desk/mr/Frostbite/mr.json"]
