@@ -50,6 +50,8 @@ TINY = {
                           "400k": {"total_env_steps": 80, "replay_capacity_transitions": 80,
                                    "eval_every_env_steps": 40}}},
     "eval": {"n_envs": 1},
+    "wu": {"epochs": 1, "checkpoint_every_updates": 2},
+    "criteria": {"object_frames": 6, "object_every": 2},
     "report": {"bootstrap_reps": 50, "fig2_frames": 1, "fig3_frames": 2, "fig6_frames": 1},
     "runtime": {"seeds_per_job": 2},
 }
@@ -91,6 +93,10 @@ def repo(tmp_path_factory) -> Path:
                         ignore=shutil.ignore_patterns("__pycache__", "*.lock", "tmp", "cache", "config.local"))
     smoke = root / "conf" / "smoke.yaml"
     smoke.write_text(yaml.safe_dump(_merge(yaml.safe_load(smoke.read_text()), TINY), sort_keys=False))
+    objects_env = ROOT / ".venv-objects"  # the OCAtari environment `make setup` builds (the objects stage's Python)
+    if not (objects_env / "bin" / "python").exists():
+        pytest.fail(f"{objects_env} is missing: run `make setup` (it builds the OCAtari environment)")
+    (root / ".venv-objects").symlink_to(objects_env)
     _run([sys.executable, "src/sync_dvc_yaml.py"], root)
     _run(["git", "init", "-q"], root)
     _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], root)
@@ -113,8 +119,10 @@ def test_whole_smoke_dag_with_both_tools(repo):
     assert all((repo / p).is_file() for p in outputs), [p for p in outputs if not (repo / p).is_file()]
     for n in (1, 2, 3, 11, 14, 15):
         assert f"Tab. {n}" in (repo / f"results/table{n}.md").read_text()
+    assert "**object recall**" in (repo / "results/criteria.md").read_text()
     report = (repo / "reports/smoke/report.md").read_text()
     assert "## Tables" in report and "fig6/Seaquest.png" in report and "not complete" not in report
+    assert "## Saliency criteria" in report and "saliency_quality/Seaquest.png" in report
     by_snakemake = _digests(repo, outputs)
     record = yaml.safe_load((repo / "results/smoke/runs/spirl/400k/Seaquest/1/run.json").read_text())
     assert record["job"]["seeds"] == [0, 1]  # runtime.seeds_per_job: 2 trained spirl's two seeds in one job

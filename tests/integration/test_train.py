@@ -76,10 +76,13 @@ def test_same_seed_gives_identical_bytes(inputs, tmp_path, variant):
         assert any(k.startswith("head.") for k in weights.files)
 
 
-def test_killed_run_resumes_to_identical_bytes(inputs, tmp_path):
-    straight = run(inputs, tmp_path / "straight", "de_rainbow")
+@pytest.mark.parametrize("variant", ["de_rainbow", "spirl_framediff", "spirl_random"])
+def test_killed_run_resumes_to_identical_bytes(inputs, tmp_path, variant):
+    """A SIGKILLed run resumes to the same bytes; for the scorers with a memory per env (frame_diff's previous frame,
+    random's stream: SPEC §13) that memory goes through the checkpoint too."""
+    straight = run(inputs, tmp_path / "straight", variant)
     out = tmp_path / "killed"
-    proc = subprocess.Popen(command(inputs, out, "de_rainbow"), cwd=ROOT, env={**os.environ, "PYTHONHASHSEED": "0"},
+    proc = subprocess.Popen(command(inputs, out, variant), cwd=ROOT, env={**os.environ, "PYTHONHASHSEED": "0"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoint = out / "work" / "checkpoint.pt"
     deadline = time.time() + 300
@@ -90,7 +93,7 @@ def test_killed_run_resumes_to_identical_bytes(inputs, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert checkpoint.exists() and not (out / "eval.json").exists()
-    resumed = run(inputs, out, "de_rainbow")
+    resumed = run(inputs, out, variant)
     assert resumed == straight
     record = json.loads((out / "run.json").read_text())
     assert record["resumed"] is True

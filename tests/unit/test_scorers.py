@@ -165,3 +165,26 @@ def test_score_frames_dispatches_to_each_scorer():
         score_frames("wu_mask", frames, 8)
     with pytest.raises(ValueError, match=r"saliency\.scorer"):
         score_frames("saliency", frames, 8)
+
+
+def test_sequence_scores_match_the_stream_scorer_and_do_not_depend_on_the_batch():
+    """The mr stage's ordered-archive scores (spirl.scorers.sequence_scores) equal what one env's stream scorer sees
+    frame by frame (episode starts included), whatever the batch size; random draws row after row."""
+    from spirl.scorers import FrameDiffStreamScorer, random_scores, sequence_scores
+
+    rng = np.random.default_rng(5)
+    frames = rng.integers(0, 256, (9, 16, 16, 3), dtype=np.uint8)
+    frames[4] = frames[3]  # a still frame: all-equal scores
+    starts = np.array([True, False, False, False, False, True, False, False, False])
+    stream = FrameDiffStreamScorer(8)
+    expected = torch.cat([stream(frames[i:i + 1], ["env"], [bool(starts[i])]) for i in range(9)]).numpy()
+    for batch in (1, 2, 4, 9):
+        got = sequence_scores("frame_diff", frames, starts, 8, batch)
+        np.testing.assert_array_equal(got, expected)
+    assert (expected[[0, 4, 5]] == 0).all() and (expected[[1, 2, 3, 6, 7, 8]] > 0).all()
+    draws = [sequence_scores("random", frames, starts, 8, b, generator=torch.Generator().manual_seed(3))
+             for b in (2, 9)]
+    np.testing.assert_array_equal(draws[0], draws[1])
+    np.testing.assert_array_equal(draws[0], random_scores(9, 4, torch.Generator().manual_seed(3)).numpy())
+    with pytest.raises(ValueError, match="frame_diff, random or wu_mask"):
+        sequence_scores("mae_surround", frames, starts, 8, 4)
