@@ -111,8 +111,12 @@ def _ours(state_dir: Path) -> list[str]:
 def local(tmp_path_factory):
     """The local run of the slice, started first: it runs while the cluster starts (and installs, on a fresh CI)."""
     repo = _scratch(tmp_path_factory.mktemp("slurm-local") / "local", SLICE)
-    return repo, _start([str(BIN / "snakemake"), "-j2", "--configfile", "conf/smoke.yaml"], repo, ENV,
-                        repo.parent / "local.out")
+    proc, out = _start([str(BIN / "snakemake"), "-j2", "--configfile", "conf/smoke.yaml"], repo, ENV,
+                       repo.parent / "local.out")
+    yield repo, (proc, out)
+    if proc.poll() is None:  # the cluster could not start (a skip or an error): not left running
+        proc.terminate()
+        proc.wait(60)
 
 
 @pytest.fixture(scope="module")
