@@ -22,8 +22,8 @@ export PYTHONHASHSEED := 0
 SMK_PROFILE_ARGS := $(if $(filter full,$(PROFILE)),,--configfile conf/$(PROFILE).yaml)
 DVC_FILE := $(if $(filter full,$(PROFILE)),dvc.yaml,pipelines/$(PROFILE)/dvc.yaml)
 
-.PHONY: setup objects-env smoke test lint dvc-yaml sync-dvc sync-smk dvc-smoke bench-env clean-smoke tables-now report-now desk \
-	desk-evidence rehearsal slurm-up slurm-down dvc-remote
+.PHONY: setup objects-env smoke test lint dvc-yaml sync-dvc sync-smk dvc-smoke bench-env clean-smoke tables-now \
+	report-now desk desk-evidence rehearsal slurm-up slurm-status slurm-down dvc-remote
 
 setup: $(VENV)/.installed objects-env
 
@@ -128,13 +128,21 @@ clean-smoke:
 	rm -rf data/smoke results/smoke work/smoke
 
 # A one-node SLURM cluster on this machine (root; Debian's packages via apt-get) to run profiles/slurm for real, its
-# GPU jobs on a fake gres gpu:1 (runtime.device auto -> CPU there):
+# GPU jobs on a fake gres gpu:$(SLURM_FAKE_GPUS) (runtime.device auto -> CPU there), the node's memory taken as 64 GB
+# (the profile asks 32 GB per torch job). README "A SLURM cluster on one machine" walks through a run:
 #   make slurm-up; eval "$$(workflow/scripts/slurm_cluster.sh env)"
 #   snakemake --workflow-profile profiles/slurm --slurm-status-command squeue ...; make slurm-down
 # SLURM_ACCOUNTING=slurmdbd also runs slurmdbd + MariaDB (plain sacct with requested resources; no squeue flag needed).
+# tests/integration/test_slurm.py starts a cluster of its own (own state folder and ports) and stops it.
 SLURM_ACCOUNTING ?= jobcomp
+SLURM_FAKE_GPUS ?= 1
 slurm-up:
-	SLURM_ACCOUNTING=$(SLURM_ACCOUNTING) SLURM_FAKE_GPUS=1 SLURM_NODE_MEM_MB=65536 bash workflow/scripts/slurm_cluster.sh start
+	SLURM_ACCOUNTING=$(SLURM_ACCOUNTING) SLURM_FAKE_GPUS=$(SLURM_FAKE_GPUS) SLURM_NODE_MEM_MB=65536 \
+		bash workflow/scripts/slurm_cluster.sh start
+
+# the daemons, sinfo and squeue
+slurm-status:
+	bash workflow/scripts/slurm_cluster.sh status
 
 slurm-down:
 	bash workflow/scripts/slurm_cluster.sh stop

@@ -30,7 +30,7 @@
 # Other settings: SLURM_PARTITIONS ("cpu gpu": the names profiles/slurm/config.yaml uses; the first is the default),
 # SLURMCTLD_PORT (6917), SLURMD_PORT (6918), SLURMDBD_PORT (6919), SLURM_DB_PORT (6920), SLURM_NODE_CPUS and
 # SLURM_NODE_MEM_MB (default: what `slurmd -C` finds; larger values are taken as configured:
-# SlurmdParameters=config_overrides), SLURM_FAKE_GPUS (0; N: the node offers gres gpu:N backed by /dev/null, so
+# SlurmdParameters=config_overrides), SLURM_FAKE_GPUS (0; N: the node offers gres gpu:N backed by links $DIR/dev/gpu* -> /dev/null, so
 # `--gpus=1` jobs are scheduled on a machine without a GPU, N at a time), SLURM_START_TIMEOUT (60 s).
 # Idempotent: `start` on a running cluster only checks it; `stop` with nothing running does nothing. A running
 # cluster keeps its config: stop it before changing a setting.
@@ -101,6 +101,7 @@ install_packages() {
     command -v slurmctld >/dev/null || missing+=(slurmctld)
     command -v slurmd >/dev/null || missing+=(slurmd)
     command -v sbatch >/dev/null || missing+=(slurm-client)
+    command -v pgrep >/dev/null || missing+=(procps)  # `stop` looks for leftovers with it (minimal images lack it)
     if [[ $ACCOUNTING == slurmdbd ]]; then
         command -v slurmdbd >/dev/null || missing+=(slurmdbd)
         command -v mariadbd >/dev/null || missing+=(mariadb-server)
@@ -122,7 +123,7 @@ write_config() {
     chmod 755 "$DIR" "$DIR/munge"
     chmod 700 "$DIR/munge/private"
     # slurmd -C: this machine's CPUs, sockets, cores, threads and memory, as slurmd will detect them
-    local hw cpus mem node p first=1 gres="" accounting
+    local hw cpus mem node p first=1 gres="" accounting i
     hw=$(slurmd -C | head -1)
     cpus=${SLURM_NODE_CPUS:-$(sed -n 's/.* CPUs=\([0-9]*\).*/\1/p' <<<"$hw")}
     mem=${SLURM_NODE_MEM_MB:-$(sed -n 's/.* RealMemory=\([0-9]*\).*/\1/p' <<<"$hw")}
@@ -134,12 +135,17 @@ write_config() {
     fi
     rm -f "$DIR/etc/gres.conf"
     if ((FAKE_GPUS > 0)); then
-        # a gpu gres needs a device file: /dev/null stands in (CUDA_VISIBLE_DEVICES=0 in the job)
+        # a gpu gres needs one device file per GPU (a count that differs from the files is fatal to slurmd), a
+        # character device for slurmd to set CUDA_VISIBLE_DEVICES: links $DIR/dev/gpu0..N-1 -> /dev/null stand in
+        mkdir -p "$DIR/dev"
+        rm -f "$DIR"/dev/gpu*
+        for ((i = 0; i < FAKE_GPUS; i++)); do ln -s /dev/null "$DIR/dev/gpu$i"; done
         gres="GresTypes=gpu"
         # slurmdbd also records the GPUs a job had (without slurmdbd this line is fatal to slurmctld)
         [[ $ACCOUNTING == slurmdbd ]] && gres+=$'\nAccountingStorageTRES=gres/gpu'
         node+=" Gres=gpu:$FAKE_GPUS"
-        printf 'AutoDetect=off\nNodeName=%s Name=gpu File=/dev/null Count=%s\n' "$NODE" "$FAKE_GPUS" > "$DIR/etc/gres.conf"
+        printf 'AutoDetect=off\nNodeName=%s Name=gpu File=%s/dev/gpu[0-%s]\n' "$NODE" "$DIR" "$((FAKE_GPUS - 1))" \
+            > "$DIR/etc/gres.conf"
     fi
     case $ACCOUNTING in
         jobcomp) accounting=$'AccountingStorageType=accounting_storage/none\nJobAcctGatherType=jobacct_gather/none' ;;
