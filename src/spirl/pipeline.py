@@ -479,13 +479,17 @@ def check_snakemake_config(config: Mapping, root: Path = Path(".")) -> Params:
     profile = raw.get("experiment", {}).get("profile", "?")
     source = f"Snakemake config ({' + '.join(param_files(profile))})"
     validate_schema(raw, source=source)
-    params = params_from_dict(raw, source=source)
+    params_from_dict(raw, source=source)
     files = [root / f for f in param_files(profile)]
     if not files[1].is_file():
         raise ConfigError(f"experiment.profile = {profile!r} but {files[1]} does not exist; add it to conf/")
-    if read_params(files) != raw:
+    ours = read_params(files)
+    if ours != raw:
         raise ConfigError(
             f"the config Snakemake sees differs from {' + '.join(param_files(profile))}; put every change in "
             f"{overlay_file(profile)} (or a new conf/ profile) instead of --config or another --configfile"
         )
-    return params
+    # The jobs' own reading of the same files: equal as mappings, and in the same key order (Snakemake merges a
+    # conf/ overlay's keys first, e.g. an overlay's experiment.tables entry before params.yaml's; the order of
+    # tables and runs decides the order of a gathering job's inputs, which its script pairs with its own runs).
+    return params_from_dict(ours, source=source)

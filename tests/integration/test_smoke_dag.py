@@ -40,7 +40,10 @@ COPY_DIRS = ["workflow", "src", "conf", "profiles", "pipelines", ".dvc", "bench"
 TIMED = ("run.json", "table1.csv", "table1.md", "report.md")
 
 TINY = {
-    "experiment": {"games": ["Seaquest"], "variants": {"spirl": {"n_seeds": 2}}},  # spirl: seeds 0-1 in one job
+    "experiment": {"games": ["Seaquest"], "variants": {"spirl": {"n_seeds": 2}},  # spirl: seeds 0-1 in one job
+                   # the criteria stages with three scorers and one scorer variant (the others: test_train, unit)
+                   "tables": {"criteria": {"runs": [{"variant": "spirl", "regime": "100k"},
+                                                    {"variant": "spirl_wu", "regime": "100k"}]}}},
     "atari": {"frame_size_px": 32, "max_episode_agent_steps": 30},
     "collect": {"frames_per_game": {"Seaquest": 200}},
     "mae": {"epochs": 1, "warmup_epochs": 0},
@@ -51,7 +54,7 @@ TINY = {
                                    "eval_every_env_steps": 40}}},
     "eval": {"n_envs": 1},
     "wu": {"epochs": 1, "checkpoint_every_updates": 2},
-    "criteria": {"object_frames": 6, "object_every": 2},
+    "criteria": {"object_frames": 6, "object_every": 2, "scorers": ["mae_surround", "frame_diff", "wu_mask"]},
     "report": {"bootstrap_reps": 50, "fig2_frames": 1, "fig3_frames": 2, "fig6_frames": 1},
     "runtime": {"seeds_per_job": 2},
 }

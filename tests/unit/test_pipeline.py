@@ -152,3 +152,20 @@ def test_a_table_run_may_name_a_subset_of_the_games():
     runs = [tuple(r.values()) for r in P.table_runs(p, "table2")]
     assert runs == [("de_rainbow", "100k", g, "0") for g in ("Frostbite", "MsPacman", "Seaquest", "BattleZone")] + [
         ("spirl", "100k", "Frostbite", "0")]
+
+
+def test_snakemake_config_in_another_key_order_plans_the_jobs_order_of_the_scripts():
+    """Snakemake merges a conf/ overlay's keys first (an overlay's experiment.tables entry comes before params.yaml's
+    tables); the plan must still list a gathering job's inputs in the order its script reads its runs."""
+    from spirl.config import read_params
+
+    raw = read_params([ROOT / f for f in P.param_files("desk")])
+    tables = raw["experiment"]["tables"]
+    reordered = {**raw, "experiment": {**raw["experiment"],
+                                       "tables": {k: tables[k] for k in ("criteria", *tables) if k in tables}}}
+    assert list(reordered["experiment"]["tables"]) != list(tables)  # the order Snakemake would hand over
+    planned = P.check_snakemake_config(reordered, ROOT)
+    scripts = params("desk")
+    assert list(planned.experiment.tables) == list(scripts.experiment.tables)
+    assert P.training_runs(planned) == P.training_runs(scripts)
+    assert P.report_job(planned).inputs == P.report_job(scripts).inputs
