@@ -8,18 +8,19 @@ uninterrupted one would be.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from spirl.config import MAEParams, to_plain
-from spirl.io import atomic_path, write_npz
+from spirl import checkpoints
+from spirl.checkpoints import load_checkpoint, save_checkpoint  # noqa: F401 (the stage scripts' API)
+from spirl.config import MAEParams
+from spirl.io import write_npz
 from spirl.mae import MAEConfig, MaskedAutoencoder
 from spirl.saliency import frames_to_tensor
 from spirl.seeding import derive_seed
@@ -124,31 +125,9 @@ def untrained_mae(mae: MAEParams, game: str, frame_size_px: int, device: torch.d
     return MaskedAutoencoder(mae_config(mae, frame_size_px), generator=init_gen).to(device).eval()
 
 
-def fingerprint(mae: MAEParams, seeds: dict[str, int], frames_path: Path) -> str:
-    """Identity of a pre-training run: its parameters, seeds and the exact frames file (sha256)."""
-    digest = hashlib.sha256(frames_path.read_bytes()).hexdigest()
-    blob = json.dumps({"mae": to_plain(mae), "seeds": seeds, "frames_sha256": digest}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def save_checkpoint(run: PretrainRun, path: Path, run_id: str) -> None:
-    """Write the run's state and identity atomically (a kill mid-write keeps the previous checkpoint)."""
-    with atomic_path(path) as tmp:
-        torch.save({"fingerprint": run_id, **run.state_dict()}, tmp)
-
-
-def load_checkpoint(run: PretrainRun, path: Path, run_id: str) -> str:
-    """Restore the run from `path` if it holds the same run; returns "resumed", "absent" or "stale".
-
-    A checkpoint of another run (other parameters, seeds or frames) is ignored, never mixed in.
-    """
-    if not path.is_file():
-        return "absent"
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if state.get("fingerprint") != run_id:
-        return "stale"
-    run.load_state_dict(state)
-    return "resumed"
+def fingerprint(mae: MAEParams, seeds: Mapping[str, int], frames_path: Path) -> str:
+    """Identity of a run: the `mae` parameters, the seeds and the exact frames file (spirl.checkpoints)."""
+    return checkpoints.fingerprint("mae", mae, seeds, frames_path)
 
 
 def train_epoch(run: PretrainRun, frames: np.ndarray, mae: MAEParams, autocast_dtype: torch.dtype | None,

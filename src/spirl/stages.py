@@ -45,7 +45,7 @@ class Stage:
 
 
 MAE_LIBRARY = ("src/spirl/mae.py", "src/spirl/saliency.py", "src/spirl/selection.py", "src/spirl/pretrain.py",
-               "src/spirl/runtime.py", "src/spirl/plots.py")
+               "src/spirl/checkpoints.py", "src/spirl/runtime.py", "src/spirl/plots.py")
 
 COLLECT = Stage(
     name="collect",
@@ -98,7 +98,8 @@ SALIENCY_FIGURES = Stage(
 PRETRAIN_WU = Stage(
     name="pretrain_wu",
     script="src/pretrain_wu.py",
-    library=("src/spirl/wu.py", "src/spirl/networks.py", "src/spirl/runtime.py", "src/spirl/plots.py"),
+    library=("src/spirl/wu.py", "src/spirl/checkpoints.py", "src/spirl/networks.py", "src/spirl/runtime.py",
+             "src/spirl/plots.py"),
     wildcards=("game",),
     inputs={"frames": COLLECT.outputs["frames"]},
     outputs={"model": "data/{profile}/wu/{game}/model.npz", "loss-csv": "data/{profile}/wu/{game}/loss.csv",
@@ -109,7 +110,7 @@ PRETRAIN_WU = Stage(
     work="work/{profile}/wu/{game}",
 )
 
-SCORER_LIBRARY = ("src/spirl/scorers.py", "src/spirl/wu.py", "src/spirl/networks.py")
+SCORER_LIBRARY = ("src/spirl/scorers.py", "src/spirl/wu.py", "src/spirl/checkpoints.py", "src/spirl/networks.py")
 
 # SPEC §13: each other scorer's K histogram and mr* from the same pre-training frames (the paper's scorer,
 # mae_surround, is ESTIMATE_MR's)

@@ -22,8 +22,6 @@ checkpoint (`save_checkpoint` / `load_checkpoint`, resumed exactly) and `save_mo
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,8 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spirl.config import WuParams, to_plain
-from spirl.io import atomic_path, write_npz
+from spirl import checkpoints
+from spirl.checkpoints import load_checkpoint, save_checkpoint  # noqa: F401 (the stage scripts' API)
+from spirl.config import WuParams
+from spirl.io import write_npz
 from spirl.networks import conv_output_size, to_gray84
 from spirl.seeding import derive_seed
 
@@ -429,30 +429,8 @@ def new_run(settings: WuSettings, seeds: Mapping[str, int], device: torch.device
 
 
 def fingerprint(wu: WuParams, seeds: Mapping[str, int], frames_path: Path) -> str:
-    """Identity of a training run: the `wu` parameters, the seeds and the exact frames file (sha256)."""
-    digest = hashlib.sha256(Path(frames_path).read_bytes()).hexdigest()
-    blob = json.dumps({"wu": to_plain(wu), "seeds": dict(seeds), "frames_sha256": digest}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def save_checkpoint(run: WuRun, path: Path, run_id: str) -> None:
-    """Write the run's state and identity atomically (a kill mid-write keeps the previous checkpoint)."""
-    with atomic_path(path) as tmp:
-        torch.save({"fingerprint": run_id, **run.state_dict()}, tmp)
-
-
-def load_checkpoint(run: WuRun, path: Path, run_id: str) -> str:
-    """Restore the run from `path` if it holds the same run; returns "resumed", "absent" or "stale".
-
-    A checkpoint of another run (other parameters, seeds or frames) is ignored, never mixed in.
-    """
-    if not Path(path).is_file():
-        return "absent"
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if state.get("fingerprint") != run_id:
-        return "stale"
-    run.load_state_dict(state)
-    return "resumed"
+    """Identity of a run: the `wu` parameters, the seeds and the exact frames file (spirl.checkpoints)."""
+    return checkpoints.fingerprint("wu", wu, seeds, frames_path)
 
 
 def train_until(run: WuRun, gray: torch.Tensor, episodes: torch.Tensor, settings: WuSettings, stop: int,
