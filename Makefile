@@ -7,6 +7,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= smoke
 JOBS ?= 2
+# Test workers (pytest-xdist): one per core; whole files go to one worker, so a module's fixtures are built once;
+# in collection order, which tests/conftest.py starts with the longest files (xdist would start with the most tests).
+TEST_WORKERS ?= auto
 TORCH_VERSION ?= 2.13.0
 # The object-recall stage's own environment (SPEC §14): OCAtari pins numpy<2 and pulls GUI packages.
 OBJECTS_VENV ?= .venv-objects
@@ -84,7 +87,7 @@ rehearsal: setup
 
 test: setup
 	ruff check src tests bench
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
 lint: setup
 	ruff check src tests bench
