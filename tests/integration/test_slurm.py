@@ -284,6 +284,22 @@ def test_a_cancelled_training_job_is_resubmitted_and_resumes_from_its_checkpoint
             (local / f"results/smoke/runs/{RUN}/{name}").read_bytes(), name
     # the cancelled attempt's SLURM log is kept (a failed job's), under .snakemake/slurm_logs/rule_<rule>/<wildcards>/
     assert (repo / f".snakemake/slurm_logs/rule_train/spirl_100k_Seaquest_0/{cancelled}.log").is_file()
+    # and nothing of it lives on: a job's Snakemake can hang in its SIGTERM handler, and once its batch shell has
+    # died it is no longer a descendant SLURM finds (proctrack/linuxproc); the cluster tracks process groups
+    assert _processes_naming(repo) == []
+
+
+def _processes_naming(folder: Path) -> list[str]:
+    """Processes whose command line names the folder (a job's Snakemake, its training script)."""
+    left = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(folder) in cmd:
+            left.append(f"{proc.name} {cmd[:300]}")
+    return left
 
 
 def test_a_job_failing_for_a_real_reason_fails_once_per_retry_with_its_log_shown(runs):

@@ -180,8 +180,10 @@ SlurmctldLogFile=$DIR/log/slurmctld.log
 SlurmdLogFile=$DIR/log/slurmd.log
 PlugStackConfig=$DIR/etc/plugstack.conf
 MailProg=/bin/true
-# no cgroups: processes tracked through /proc, no CPU binding, no memory enforcement
-ProctrackType=proctrack/linuxproc
+# no cgroups: a job's processes tracked by their process group (a job's Snakemake that hangs on SIGTERM after its
+# batch shell died is still killed at KillWait; proctrack/linuxproc follows parents and lost such orphans), no CPU
+# binding, no memory enforcement
+ProctrackType=proctrack/pgid
 TaskPlugin=task/none
 MpiDefault=none
 SwitchType=switch/none
