@@ -93,18 +93,23 @@ def _scratch(root: Path, overlay: dict) -> Path:
     return root
 
 
-def _ours(state_dir: Path) -> list[str]:
-    """Daemons of this cluster still running (their command line names its state folder), and any slurmstepd."""
-    left = []
+def _processes() -> list[tuple[str, str, str]]:
+    """(pid, name, command line) of every running process; one that ends while being read is skipped."""
+    found = []
     for proc in Path("/proc").iterdir():
         try:
             name = (proc / "comm").read_text().strip()
             cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:  # not a process, or it just ended
             continue
-        if name in DAEMONS and (name == "slurmstepd" or str(state_dir) in cmd):
-            left.append(f"{proc.name} {cmd}")
-    return left
+        found.append((proc.name, name, cmd))
+    return found
+
+
+def _ours(state_dir: Path) -> list[str]:
+    """Daemons of this cluster still running (their command line names its state folder), and any slurmstepd."""
+    return [f"{pid} {cmd}" for pid, name, cmd in _processes()
+            if name in DAEMONS and (name == "slurmstepd" or str(state_dir) in cmd)]
 
 
 @pytest.fixture(scope="module")
@@ -291,15 +296,7 @@ def test_a_cancelled_training_job_is_resubmitted_and_resumes_from_its_checkpoint
 
 def _processes_naming(folder: Path) -> list[str]:
     """Processes whose command line names the folder (a job's Snakemake, its training script)."""
-    left = []
-    for proc in Path("/proc").iterdir():
-        try:
-            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if str(folder) in cmd:
-            left.append(f"{proc.name} {cmd[:300]}")
-    return left
+    return [f"{pid} {cmd[:300]}" for pid, _, cmd in _processes() if str(folder) in cmd]
 
 
 def test_a_job_failing_for_a_real_reason_fails_once_per_retry_with_its_log_shown(runs):
