@@ -215,6 +215,7 @@ class TrainParams:
     learn_start_env_steps: int
     target_update_updates: int
     checkpoint_every_env_steps: int
+    eval_checkpoint_every_s: float
     regimes: Mapping[str, RegimeParams]
 
 

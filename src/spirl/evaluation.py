@@ -14,6 +14,11 @@ iteration:
 
 Stacks stay in the library (and, for torch, on the device and in the dtype) that ``represent`` returns.
 Running envs keep their order: the batch rows follow the env order with the finished envs left out.
+
+An evaluation can outlive its process: given ``save``, it hands over a snapshot (`EVAL_STATE_KEYS`: the
+counters, the stacks, the eval Generator, each running env's ``get_state()`` and the scorer's memory of its
+stream) every ``save_every_s`` wall seconds, and ``evaluate(..., resume=snapshot)`` on fresh envs built with the
+same seeds continues it exactly: the same returns as one uninterrupted evaluation.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from spirl.config import AtariParams
 from spirl.seeding import derive_seed
 
 Reps = np.ndarray | torch.Tensor
+EVAL_STATE_KEYS = ("n_envs", "steps", "returns", "lengths", "finished", "running", "stacks", "rng", "envs", "memory",
+                   "seconds")
 
 
 class EnvLike(Protocol):
@@ -251,12 +258,13 @@ def _step_running(envs: Sequence[EnvLike], running: np.ndarray, actions: np.ndar
 
 def evaluate(envs: Sequence[EnvLike], represent: Callable[..., Any], act: Callable[[Any], np.ndarray],
              stack: int, epsilon: float, rng: np.random.Generator, max_steps: int | None = None,
-             on_step: Callable[[int], None] | None = None, streams: Sequence[Hashable] | None = None
+             on_step: Callable[[int], None] | None = None, streams: Sequence[Hashable] | None = None,
+             save: Callable[[dict], None] | None = None, save_every_s: float = 600.0, resume: dict | None = None
              ) -> EvalResult:
     """Play one episode per env in lock-step with epsilon-greedy actions (see module doc).
 
     Args:
-        envs: [n_envs] envs with equal n_actions; each is reset here.
+        envs: [n_envs] envs with equal n_actions; each is reset here (unless resuming).
         represent: frames [B, H, W, 3] uint8 -> representations [B, *rep_shape] (numpy or torch).
         act: stacks [B, stack, *rep_shape] (the library of `represent`) -> greedy actions [B] int.
         stack: representations per stack (4).
@@ -267,19 +275,32 @@ def evaluate(envs: Sequence[EnvLike], represent: Callable[..., Any], act: Callab
         streams: optional [n_envs] stream keys; if given, `represent` is called as represent(frames, streams of
             the running envs, episode-start flags) (spirl.incremental: the first frame of each env is computed in
             full, later ones only where they changed).
+        save: optional callback given a snapshot of the evaluation (a dict of `EVAL_STATE_KEYS`; envs need
+            get_state, and with `streams` a `represent` that has state(stream) carries its memory too), after the
+            iteration at which `save_every_s` wall seconds have passed since the last one (0: every iteration).
+        save_every_s: wall seconds between snapshots, >= 0.
+        resume: a snapshot from `save`: continue that evaluation (envs built with the same seeds, not reset; the
+            envs' states, the Generator's and, through represent.restore(stream, memory), the scorer's memory are
+            restored from it) instead of starting one.
     Returns:
         EvalResult with per-env raw returns, lengths and finished flags, in env order.
     """
     n_actions = _check_args(envs, stack, epsilon, max_steps)
+    if save_every_s < 0:
+        raise ValueError(f"save_every_s must be >= 0, got {save_every_s}")
     start = time.perf_counter()
-    for env in envs:
-        env.reset()
-    returns = np.zeros(len(envs), dtype=np.float64)
-    lengths = np.zeros(len(envs), dtype=np.int64)
-    finished = np.zeros(len(envs), dtype=bool)
-    running = np.arange(len(envs))
-    stacks: Reps | None = None
-    steps = 0
+    if resume is None:
+        for env in envs:
+            env.reset()
+        returns = np.zeros(len(envs), dtype=np.float64)
+        lengths = np.zeros(len(envs), dtype=np.int64)
+        finished = np.zeros(len(envs), dtype=bool)
+        running = np.arange(len(envs))
+        stacks: Reps | None = None
+        steps, prior_s = 0, 0.0
+    else:
+        returns, lengths, finished, running, stacks, steps, prior_s = _restore(resume, envs, represent, rng, streams)
+    last_save = time.perf_counter()
     while running.size and (max_steps is None or steps < max_steps):
         frames = np.stack([envs[i].frame for i in running.tolist()])
         reps = represent(frames) if streams is None else \
@@ -293,5 +314,49 @@ def evaluate(envs: Sequence[EnvLike], represent: Callable[..., Any], act: Callab
         steps += 1
         if on_step is not None:
             on_step(steps)
+        if save is not None and running.size and time.perf_counter() - last_save >= save_every_s:
+            save({"n_envs": len(envs), "steps": steps, "returns": returns.copy(), "lengths": lengths.copy(),
+                  "finished": finished.copy(), "running": running.copy(), "stacks": stacks, "rng":
+                  rng.bit_generator.state, "envs": [envs[i].get_state() for i in running.tolist()],
+                  "memory": _memory(represent, streams, running), "seconds": prior_s + time.perf_counter() - start})
+            last_save = time.perf_counter()
     return EvalResult(returns=returns.tolist(), lengths=lengths.tolist(), finished=finished.tolist(),
-                      steps=steps, seconds=time.perf_counter() - start)
+                      steps=steps, seconds=prior_s + time.perf_counter() - start)
+
+
+def _memory(represent: Any, streams: Sequence[Hashable] | None, running: np.ndarray) -> list[Any] | None:
+    """The scorer's memory of each running env's stream (None without streams or a stateless `represent`)."""
+    state = getattr(represent, "state", None)
+    if streams is None or state is None:
+        return None
+    return [state(streams[i]) for i in running.tolist()]
+
+
+def _restore(snapshot: dict, envs: Sequence[EnvLike], represent: Any, rng: np.random.Generator,
+             streams: Sequence[Hashable] | None) -> tuple:
+    """Put the envs, the Generator and the scorer's memory back as `snapshot` (from `evaluate`'s save) had them.
+
+    Returns:
+        (returns, lengths, finished, running, stacks, steps, seconds before this process) of the evaluation.
+    Raises:
+        ValueError: the snapshot lacks a key or is of an evaluation with another number of envs.
+    """
+    missing = [key for key in EVAL_STATE_KEYS if key not in snapshot]
+    if missing:
+        raise ValueError(f"evaluation snapshot lacks {', '.join(missing)}")
+    if snapshot["n_envs"] != len(envs):
+        raise ValueError(f"evaluation snapshot is of {snapshot['n_envs']} envs, this evaluation has {len(envs)}")
+    running = np.asarray(snapshot["running"], dtype=np.int64)
+    for i, state in zip(running.tolist(), snapshot["envs"], strict=True):
+        envs[i].set_state(state)
+    if snapshot["memory"] is not None:
+        restore = getattr(represent, "restore", None)
+        if restore is None or streams is None:
+            raise ValueError("evaluation snapshot carries a scorer's memory, but this evaluation has no streams "
+                             "or its represent cannot restore them")
+        for i, memory in zip(running.tolist(), snapshot["memory"], strict=True):
+            restore(streams[i], memory)
+    rng.bit_generator.state = snapshot["rng"]
+    return (np.array(snapshot["returns"], dtype=np.float64), np.array(snapshot["lengths"], dtype=np.int64),
+            np.array(snapshot["finished"], dtype=bool), running, snapshot["stacks"], int(snapshot["steps"]),
+            float(snapshot["seconds"]))

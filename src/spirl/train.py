@@ -13,6 +13,7 @@ checkpointed, so a killed run resumes exactly.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -37,18 +38,31 @@ EnvFactory = Callable[[int, str], AtariEnv]  # (seed, "train" | "eval") -> env; 
 
 
 class Stopwatch:
-    """Wall seconds by part of a run (env, represent, act, replay, learn, eval, checkpoint)."""
+    """Wall seconds by part of a run (env, represent, act, replay, learn, eval, checkpoint).
+
+    Parts nest exclusively: each second counts toward the innermost open part only (a checkpoint written during an
+    evaluation is checkpoint time, not eval time), so the parts add up to at most the wall time.
+    """
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self._open: list[list] = []  # [part, start of its current stretch], outermost first
 
     @contextlib.contextmanager
     def __call__(self, part: str) -> Iterator[None]:
         start = time.perf_counter()
+        if self._open:  # the enclosing part pauses
+            outer = self._open[-1]
+            self.seconds[outer[0]] = self.seconds.get(outer[0], 0.0) + start - outer[1]
+        self._open.append([part, start])
         try:
             yield
         finally:
-            self.seconds[part] = self.seconds.get(part, 0.0) + time.perf_counter() - start
+            end = time.perf_counter()
+            _, began = self._open.pop()
+            self.seconds[part] = self.seconds.get(part, 0.0) + end - began
+            if self._open:  # and resumes
+                self._open[-1][1] = end
 
 
 @dataclass(frozen=True)
@@ -80,6 +94,8 @@ class RunState:
     stack: np.ndarray | None = None  # [F, *rep shape]: the current observation
     elapsed_s: dict | None = None  # wall seconds by part and in all ("wall") of every process before this one's
     #                                last checkpoint (None: none recorded, e.g. a checkpoint from before this field)
+    eval_progress: dict | None = None  # the evaluation under way at env_step (spirl.evaluation's snapshot, with
+    #                                    its "env_step"), so a crash during a long evaluation loses little of it
 
 
 class TrainingRun:
@@ -177,15 +193,29 @@ class TrainingRun:
 
     # --- evaluation ---------------------------------------------------------------------------------
 
-    def evaluate(self) -> dict:
-        """SPEC §10: n_envs eval-mode envs with distinct seeds, one episode each, lock-step, eps 0.001."""
+    def evaluate(self, save: Callable[[], None] | None = None) -> dict:
+        """SPEC §10: n_envs eval-mode envs with distinct seeds, one episode each, lock-step, eps 0.001.
+
+        With `save` (which writes this run's checkpoint), the evaluation's progress goes into the run's state every
+        train.eval_checkpoint_every_s and `save` is called; an evaluation found there for this env step continues.
+        """
         ev = self.params.eval
         seeds = eval_seeds(self.key.stream(f"eval@{self.state.env_step}"), ev.n_envs)
         envs = [self.env_factory(s, "eval") for s in seeds]
         rng = np.random.Generator(np.random.PCG64(self.key.stream(f"eval-eps@{self.state.env_step}")))
         streams = [(self.key, "eval", self.state.env_step, i) for i in range(len(envs))]  # this evaluation's own
+        progress = getattr(self.state, "eval_progress", None)  # absent from checkpoints written before the field
+        resume = progress if progress is not None and progress["env_step"] == self.state.env_step else None
+
+        def keep(snapshot: dict) -> None:
+            self.state.eval_progress = {**snapshot, "env_step": self.state.env_step}
+            save()
+
         result = evaluate(envs, self.represent, lambda st: self.agent.act_eval(torch.as_tensor(st)),
-                          self.params.atari.frame_stack, ev.epsilon, rng, streams=streams)
+                          self.params.atari.frame_stack, ev.epsilon, rng, streams=streams,
+                          save=None if save is None else keep, save_every_s=self.params.train.eval_checkpoint_every_s,
+                          resume=resume)
+        self.state.eval_progress = None
         forget = getattr(self.represent, "forget", None)
         if forget is not None:  # the evaluation envs are gone: drop the scorer's memory of them
             forget(streams)
@@ -193,6 +223,11 @@ class TrainingRun:
                  "finished": result.finished}  # no wall time here: eval.json is deterministic (run.json has it)
         self.state.evals.append(point)
         return point
+
+    def eval_pending(self) -> bool:
+        """Whether an evaluation is due at this env step and has not been recorded (none at step 0)."""
+        step = self.state.env_step
+        return step > 0 and self.eval_due() and all(point["env_step"] != step for point in self.state.evals)
 
     def eval_due(self) -> bool:
         return self.state.env_step % self.regime.eval_every_env_steps == 0 or self.done()
@@ -332,11 +367,21 @@ def _checked_group(runs: Sequence[TrainingRun]) -> None:
         raise ValueError(f"a group's seeds must differ, got {[run.key.seed for run in runs]}")
 
 
-def _after_step(run: TrainingRun, log: Callable[[str], None]) -> None:
-    if run.eval_due():
+def _evaluate_if_pending(run: TrainingRun, log: Callable[[str], None], save: Callable[[], None] | None) -> None:
+    """Evaluate `run` if due and not yet done at its step; with `save`, its progress is checkpointed meanwhile and
+    the finished point too."""
+    if run.eval_pending():
         with run.clock("eval"):
-            point = run.evaluate()
+            point = run.evaluate(save)
         log(f"{run.key}: eval at {point['env_step']}: mean return {np.mean(point['returns']):.1f}")
+        if save is not None:
+            save()
+
+
+def _save(run: TrainingRun, path: Path) -> None:
+    """Write `run`'s checkpoint (during or after an evaluation, counted as checkpoint time)."""
+    with run.clock("checkpoint"):
+        run.save(path)
 
 
 def run_training(runs: Sequence[TrainingRun], checkpoints: Sequence[Path] | None, checkpoint_every: int,
@@ -358,20 +403,25 @@ def run_training(runs: Sequence[TrainingRun], checkpoints: Sequence[Path] | None
     for run in runs:  # catch-up after an uneven resume: each lagging run alone, as a group of one
         while run.state.env_step < lead:
             run.env_step()
-            _after_step(run, log)
+            _evaluate_if_pending(run, log, None)
+    savers = [None] * len(runs) if checkpoints is None else \
+        [functools.partial(_save, run, path) for run, path in zip(runs, checkpoints, strict=True)]
+    for run, save in zip(runs, savers, strict=True):  # an evaluation that a crash interrupted, or never began
+        _evaluate_if_pending(run, log, save)
     agents = [run.agent for run in runs]
     learner = SingleLearner(agents[0]) if len(runs) == 1 else StackedAgents(agents)
     while not runs[0].done():
         step_group(runs, learner, runs[0].represent, clock)
-        save = checkpoints is not None and (runs[0].state.env_step % checkpoint_every == 0 or runs[0].done())
-        if save or runs[0].eval_due():
+        due = runs[0].eval_due()
+        save = checkpoints is not None and (runs[0].state.env_step % checkpoint_every == 0 or runs[0].done() or due)
+        if save or due:
             learner.sync()  # the runs' own agents evaluate and are saved
-        for run in runs:
-            _after_step(run, log)
-        if save:
+        if save:  # before an evaluation too: a crash during it resumes here, not a checkpoint interval back
             with clock("checkpoint"):
                 for run, path in zip(runs, checkpoints, strict=True):
                     run.save(path)
+        for run, saver in zip(runs, savers, strict=True):
+            _evaluate_if_pending(run, log, saver)
         if on_step is not None:
             on_step()
     learner.sync()

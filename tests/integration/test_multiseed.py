@@ -4,6 +4,7 @@ the seeds one by one, to float tolerance, over the first few hundred updates; an
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,13 +38,13 @@ class RecordingCueEnv(CueEnv):
         self.t, self.cue, self.frame = state["t"], state["cue"], state["frame"].copy()
 
 
-def setup(variant: str, steps: int = STEPS):
+def setup(variant: str, steps: int = STEPS, eval_checkpoint_every_s: float = 600.0):
     params = resolve_variant(load_params([REPO_ROOT / "params.yaml"]), variant)
     train = dataclasses.replace(
         params.train, multi_step=3, lr=1e-3, learn_start_env_steps=LEARN_START, target_update_updates=50,
-        batch_size=8, regimes={"100k": dataclasses.replace(params.train.regimes["100k"], total_env_steps=steps,
-                                                           replay_capacity_transitions=steps,
-                                                           eval_every_env_steps=steps // 2)})
+        batch_size=8, eval_checkpoint_every_s=eval_checkpoint_every_s,
+        regimes={"100k": dataclasses.replace(params.train.regimes["100k"], total_env_steps=steps,
+                                             replay_capacity_transitions=steps, eval_every_env_steps=steps // 2)})
     params = dataclasses.replace(params, train=train, eval=dataclasses.replace(params.eval, n_envs=2),
                                  atari=dataclasses.replace(params.atari, frame_size_px=SIZE),
                                  runtime=dataclasses.replace(params.runtime, compile_learner=False))
@@ -130,3 +131,38 @@ def test_a_group_rejects_runs_that_cannot_train_together():
         run_training([make_spirl(0), make_spirl(0)], checkpoints=None, checkpoint_every=10**9)
     with pytest.raises(ValueError, match="checkpoint paths"):
         run_training([make_spirl(0), make_spirl(1)], checkpoints=[REPO_ROOT / "x.pt"], checkpoint_every=10)
+
+
+def test_a_crash_during_an_evaluation_resumes_inside_it(tmp_path, monkeypatch):
+    """The checkpoint is written before an evaluation and, with train.eval_checkpoint_every_s = 0, after each of
+    its lock-step iterations; a crash in the final evaluation resumes at that iteration (not a checkpoint interval
+    back), and the evaluation's returns are those of an uninterrupted run."""
+    make = setup("spirl", eval_checkpoint_every_s=0.0)
+    reference = make(0)
+    run_training([reference], checkpoints=None, checkpoint_every=10**9, log=lambda message: None)
+    path, save, crashed = tmp_path / "seed0.pt", TrainingRun.save, []
+
+    def save_then_crash(run: TrainingRun, where: Path) -> None:
+        save(run, where)
+        progress = run.state.eval_progress
+        if run.state.env_step == STEPS and progress is not None and progress["steps"] == 5:
+            crashed.append(progress)
+            raise Stop
+
+    monkeypatch.setattr(TrainingRun, "save", save_then_crash)
+    with pytest.raises(Stop):
+        run_training([make(0)], checkpoints=[path], checkpoint_every=100, log=lambda message: None)
+    monkeypatch.undo()
+    resumed = make(0)
+    assert resumed.load(path) and resumed.state.env_step == STEPS
+    assert resumed.state.eval_progress["steps"] == 5 and resumed.state.eval_progress["env_step"] == STEPS
+    assert [p["env_step"] for p in resumed.state.evals] == [STEPS // 2]
+    run_training([resumed], checkpoints=[path], checkpoint_every=100, log=lambda message: None)
+    assert resumed.state.evals == reference.state.evals and resumed.state.eval_progress is None
+    assert len(resumed.env.actions) == 0  # no training step was replayed
+    finished = make(0)
+    assert finished.load(path) and finished.state.evals == reference.state.evals  # the last checkpoint has it all
+    assert finished.state.eval_progress is None
+    # a resume of a finished run evaluates nothing again
+    run_training([finished], checkpoints=[path], checkpoint_every=100, log=lambda message: None)
+    assert finished.state.evals == reference.state.evals

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -308,3 +310,77 @@ def test_real_atari_eval_envs_integration():
     assert result.returns == want_returns
     for env, ref in zip(envs, refs, strict=True):
         np.testing.assert_array_equal(env.frame, ref.frame)
+
+
+class DiffMemory:
+    """A `represent` with memory per stream, as frame_diff's: each pooled frame minus its stream's previous one."""
+
+    def __init__(self) -> None:
+        self.last: dict = {}
+
+    def __call__(self, frames, streams, starts):
+        pooled = pool_12x12(frames)
+        rows = []
+        for b, stream in enumerate(streams):
+            previous = pooled[b] if starts[b] or stream not in self.last else self.last[stream]
+            rows.append(pooled[b] - previous)
+            self.last[stream] = pooled[b]
+        return np.stack(rows)
+
+    def state(self, stream):
+        last = self.last.get(stream)
+        return None if last is None else last.copy()
+
+    def restore(self, stream, state) -> None:
+        if state is None:
+            self.last.pop(stream, None)
+        else:
+            self.last[stream] = np.array(state)
+
+
+def diff_act(stacks) -> np.ndarray:
+    """A 'policy' that depends on every value of every stack (so a wrong memory or stack changes the actions)."""
+    flat = np.abs(np.asarray(stacks, dtype=np.float64)).reshape(len(stacks), -1).sum(axis=1)
+    return (np.floor(flat * 7.0) % 4).astype(np.int64)  # Breakout's 4 actions
+
+
+def _round_trip(snapshot: dict) -> dict:
+    """A snapshot as a checkpoint gives it back (torch.save / torch.load)."""
+    buffer = io.BytesIO()
+    torch.save(snapshot, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=False)
+
+
+def test_an_interrupted_evaluation_resumes_to_the_uninterrupted_result():
+    """Real Atari eval envs, epsilon 0.5 and a scorer memory per env: resuming from any snapshot (one taken before
+    any episode ended, one after some had) on fresh envs, a fresh memory and a Generator of another seed gives
+    the returns, lengths and step count of one straight evaluation."""
+    envs_of = lambda: make_eval_envs("Breakout", 3, 4, PAPER_ATARI)  # noqa: E731
+    streams = [("eval", i) for i in range(4)]
+    straight = evaluate(envs_of(), DiffMemory(), diff_act, 4, 0.5, np.random.default_rng(7), streams=streams)
+    assert all(straight.finished) and len(set(straight.lengths)) > 1  # envs end at different steps
+    snapshots = []
+    saved = evaluate(envs_of(), DiffMemory(), diff_act, 4, 0.5, np.random.default_rng(7), streams=streams,
+                     save=lambda s: snapshots.append(_round_trip(s)), save_every_s=0.0)
+    assert (saved.returns, saved.lengths, saved.steps) == (straight.returns, straight.lengths, straight.steps)
+    assert [s["steps"] for s in snapshots] == list(range(1, len(snapshots) + 1))  # every iteration, while any runs
+    assert len(snapshots) == straight.steps - 1
+    early = snapshots[9]
+    late = next(s for s in snapshots if 0 < s["finished"].sum() < 4)
+    assert early["finished"].sum() == 0 and len(late["running"]) == len(late["envs"]) == len(late["memory"]) < 4
+    for snapshot in (early, late):
+        resumed = evaluate(envs_of(), DiffMemory(), diff_act, 4, 0.5, np.random.default_rng(99), streams=streams,
+                           resume=snapshot)
+        assert resumed.returns == straight.returns and resumed.lengths == straight.lengths
+        assert resumed.finished == straight.finished and resumed.steps == straight.steps
+        assert resumed.seconds >= snapshot["seconds"] > 0
+    # without the scorer's memory the evaluation would go on differently: refused, not silently wrong
+    with pytest.raises(ValueError, match="memory"):
+        evaluate(envs_of(), pool_12x12, diff_act, 4, 0.5, np.random.default_rng(7), resume=late)
+    with pytest.raises(ValueError, match="of 4 envs, this evaluation has 3"):
+        evaluate(envs_of()[:3], DiffMemory(), diff_act, 4, 0.5, np.random.default_rng(7), streams=streams[:3],
+                 resume=late)
+    with pytest.raises(ValueError, match="lacks rng"):
+        evaluate(envs_of(), DiffMemory(), diff_act, 4, 0.5, np.random.default_rng(7), streams=streams,
+                 resume={k: v for k, v in late.items() if k != "rng"})

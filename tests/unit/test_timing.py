@@ -1,4 +1,5 @@
-"""Measured and expected device hours: stage sums and the per-table estimate from run benchmarks."""
+"""Measured and expected device hours: stage sums and the per-table estimate from run benchmarks; the training
+clock's exclusive parts (spirl.train.Stopwatch)."""
 
 from __future__ import annotations
 
@@ -75,3 +76,24 @@ def test_total_seconds_of_resumed_jobs():
     assert total_seconds({"wall_time_s": 2.0, "resumed_after_epoch": 50}) is None  # earlier processes unknown
     assert total_seconds({"wall_time_s": 2.0, "wall_time_total_s": None}) is None
     assert stage_hours([{"wall_time_s": 3600.0}, {"wall_time_s": 2.0, "resumed_after_epoch": 50}]) == (1.0, 1)
+
+
+def test_stopwatch_parts_nest_exclusively(monkeypatch):
+    """A part opened inside another (a checkpoint written during an evaluation) takes its seconds from the outer
+    one: each second counts once, toward the innermost open part (hand-worked on a fake clock)."""
+    import spirl.train as train
+
+    now = [0.0]
+    monkeypatch.setattr(train.time, "perf_counter", lambda: now[0])
+    clock = train.Stopwatch()
+    with clock("eval"):
+        now[0] += 3.0
+        with clock("checkpoint"):
+            now[0] += 2.0
+        now[0] += 4.0
+        with clock("checkpoint"):
+            now[0] += 1.0
+    with clock("env"):
+        now[0] += 0.5
+    assert clock.seconds == {"eval": 7.0, "checkpoint": 3.0, "env": 0.5}
+    assert sum(clock.seconds.values()) == now[0]
