@@ -122,7 +122,8 @@ def test_desk_profile_plans_exactly_its_slice_of_the_paper():
                      "saliency_figures-Frostbite", "pretrain_wu-Frostbite", *criteria, "objects-Frostbite",
                      "saliency_quality-Frostbite", "fig8", "quality_table",
                      *(f"train-de_rainbow-100k-{g}-0" for g in games), "train-spirl-100k-Frostbite-0",
-                     "train-spirl_framediff-100k-Frostbite-0", "train-spirl_wu-100k-Frostbite-0", "aggregate",
+                     "train-spirl_framediff-100k-Frostbite-0", "train-spirl_wu-100k-Frostbite-0",
+                     "train-spirl_random-100k-Frostbite-0", "aggregate",
                      "table-table2", "table-table11", "table-criteria", "publish-table2", "publish-table11",
                      "publish-criteria", "figures", "fig6-Frostbite", "report"]
     # the paper's settings: nothing of the method or agent differs from params.yaml but the profile's scope (and
