@@ -1,8 +1,10 @@
 """The one training loop learns: on a tiny cue environment with a known optimal return, the pixel agent and
 the patch-transformer agent (on fixed synthetic embeddings) reach >= 90% of it within a few thousand steps.
 
-4,000 steps: at 2,000 both agents end near the threshold (85-90%), where any change of the learning dynamics
-(e.g. annealing PER's beta from the first learning step instead of env step 0) flips the outcome."""
+Steps per agent: the patch-transformer agent is past 95% at 4,000; the pixel agent is only at 85-92% there
+(evaluations every 1,000 steps on one machine: 4.8, 6.6, 7.3, 7.1, 6.9, 7.6, 7.7, 7.8 of 8), and which side of 90%
+it lands on changed with the CPU's kernels (AVX-512 against AVX2 sums in another order), so it trains 8,000. 30
+evaluation games (240 decisions) keep the evaluation's own noise small beside the margin."""
 
 from __future__ import annotations
 
@@ -56,14 +58,14 @@ def cue_embeddings(frames: np.ndarray, k_max: int) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize("variant", ["de_rainbow", "spirl"])
-def test_agent_reaches_90_percent_of_the_optimal_return(variant):
+@pytest.mark.parametrize(("variant", "steps"), [("de_rainbow", 8000), ("spirl", 4000)])
+def test_agent_reaches_90_percent_of_the_optimal_return(variant, steps):
     params = resolve_variant(load_params([REPO_ROOT / "params.yaml"]), variant)
     train = dataclasses.replace(
         params.train, multi_step=3, lr=1e-3, learn_start_env_steps=200, target_update_updates=100,
-        regimes={"100k": dataclasses.replace(params.train.regimes["100k"], total_env_steps=4000,
-                                             replay_capacity_transitions=4000, eval_every_env_steps=4000)})
-    params = dataclasses.replace(params, train=train, eval=dataclasses.replace(params.eval, n_envs=10),
+        regimes={"100k": dataclasses.replace(params.train.regimes["100k"], total_env_steps=steps,
+                                             replay_capacity_transitions=steps, eval_every_env_steps=steps)})
+    params = dataclasses.replace(params, train=train, eval=dataclasses.replace(params.eval, n_envs=30),
                                  atari=dataclasses.replace(params.atari, frame_size_px=SIZE),
                                  runtime=dataclasses.replace(params.runtime, compile_learner=False))
     base = params.experiment.variants[variant].base
