@@ -26,7 +26,7 @@ SMK_PROFILE_ARGS := $(if $(filter full,$(PROFILE)),,--configfile conf/$(PROFILE)
 DVC_FILE := $(if $(filter full,$(PROFILE)),dvc.yaml,pipelines/$(PROFILE)/dvc.yaml)
 
 .PHONY: setup objects-env smoke test lint dvc-yaml sync-dvc sync-smk dvc-smoke bench-env clean-smoke tables-now \
-	report-now desk desk-evidence rehearsal slurm-up slurm-status slurm-down dvc-remote
+	report-now desk desk-evidence desk-restore rehearsal slurm-up slurm-status slurm-down dvc-remote
 
 setup: $(VENV)/.installed objects-env
 
@@ -79,6 +79,14 @@ desk-evidence:
 		| xargs -r cp --parents -t ../../reports/desk/results
 	cd data/desk && find . \( -path './mae/*' -o -path './wu/*' \) \( -name loss.csv -o -name run.json \) \
 		-o \( -path './frames/*' -o -path './objects/*' \) -name run.json | xargs -r cp --parents -t ../../reports/desk/data
+
+# The way back: put the committed records where the pipeline reads them, never over a file that exists, so that
+# `make desk-restore report-now PROFILE=desk` on a fresh clone (or after the work folders were lost) rebuilds the
+# tables and the report from them. Records only: a run restored without its weights is still re-run by `make desk`.
+desk-restore:
+	mkdir -p results/desk data/desk
+	cp -rn reports/desk/results/. results/desk/
+	cp -rn reports/desk/data/. data/desk/
 
 # Every stage and variant of the paper profile at its paper shape on a slice of its work (conf/rehearsal.yaml):
 # per-part times, peak memory and full-run hours on this machine -> bench/results/rehearsal-<device>.json. Not in CI.
