@@ -1,10 +1,10 @@
 """The one training loop learns: on a tiny cue environment with a known optimal return, the pixel agent and
 the patch-transformer agent (on fixed synthetic embeddings) reach >= 90% of it within a few thousand steps.
 
-Steps per agent: the patch-transformer agent is past 95% at 4,000; the pixel agent is only at 85-92% there
+Steps per agent: the patch-transformer agent passes at 4,000; the pixel agent is only at 85-92% there
 (evaluations every 1,000 steps on one machine: 4.8, 6.6, 7.3, 7.1, 6.9, 7.6, 7.7, 7.8 of 8), and which side of 90%
-it lands on changed with the CPU's kernels (AVX-512 against AVX2 sums in another order), so it trains 8,000. 30
-evaluation games (240 decisions) keep the evaluation's own noise small beside the margin."""
+it landed on changed from one machine's CPU to another's (their kernels sum in another order), so it trains
+8,000. 30 evaluation games (240 decisions) keep the evaluation's own noise small beside the margin."""
 
 from __future__ import annotations
 
