@@ -190,6 +190,19 @@ def test_resolve_variant_applies_overrides_only_there():
         C.resolve_variant(params, "nope")
 
 
+
+def test_released_priority_overlay_changes_only_the_new_sample_priority():
+    """conf/investigate/released-priority.yaml adds one variant: DE-Rainbow with new replay rows at priority 1 (SPEC §12 #13)."""
+    desk = C.load_params([ROOT / "params.yaml", ROOT / "conf/desk.yaml"])
+    both = C.load_params([ROOT / "params.yaml", ROOT / "conf/desk.yaml", ROOT / "conf/investigate/released-priority.yaml"])
+    added = set(both.experiment.variants) - set(desk.experiment.variants)
+    assert added == {"de_rainbow_released_priority"}
+    released = C.resolve_variant(both, "de_rainbow_released_priority")
+    ours = C.resolve_variant(desk, "de_rainbow")
+    assert (ours.replay.new_priority, released.replay.new_priority) == ("max", "one")
+    assert dataclasses.replace(released, experiment=ours.experiment,
+                               replay=dataclasses.replace(released.replay, new_priority="max")) == ours
+
 def test_overlay_merge_rules():
     base = {"a": {"b": 1, "c": [1, 2]}, "d": 2}
     assert C.deep_merge(base, {"a": {"c": [3]}}) == {"a": {"b": 1, "c": [3]}, "d": 2}
