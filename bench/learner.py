@@ -4,9 +4,11 @@ Paper sizes from params.yaml (batch 32, 18 actions; SPIRL K_max of the given gam
 synthetic batches (the replay is not timed here: see bench/run.py for whole runs). Each variant is timed eager
 and compiled (runtime.compile_learner; its compile time reported); with --baseline-rev the same benchmark of an
 earlier commit's learner runs in the same invocation, in interleaved rounds (medians reported), so before and
-after are measured side by side.
+after are measured side by side. Each result also counts an update's floating-point operations (matmuls and
+convolutions, torch's FlopCounterMode), so a rate reads as GFLOP/s.
 
     python bench/learner.py --baseline-rev cd763cf --out bench/results/learner-<device>.json
+    python bench/learner.py --flops-only --out bench/results/learner-flops.json   # counts, and a GEMM's GFLOP/s
 """
 
 from __future__ import annotations
@@ -90,6 +92,22 @@ def profile_learn(agent: Agent, batch: dict, updates: int = 20, top: int = 12) -
                         for e in ops[:top]]}
 
 
+def flops_of(fn) -> dict:
+    """Floating-point operations of one call of fn (matmuls and convolutions; elementwise ops are not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    by_op = {str(op): n / 1e9 for op, n in counter.get_flop_counts().get("Global", {}).items()}
+    return {"gflop": counter.get_total_flops() / 1e9, "gflop_by_op": by_op}
+
+
+def gemm_gflops(size: int, device: torch.device, seconds: float) -> float:
+    """GFLOP/s of a square fp32 matrix product of `size` (an attainable-arithmetic reference for this device)."""
+    a, b = (torch.randn(size, size, device=device) for _ in range(2))
+    return 2 * size**3 * rate(lambda: a @ b, seconds, device) / 1e9
+
+
 class VariantBench:
     """One variant's agents at paper sizes: the eager and the compiled learner, timed again each round."""
 
@@ -111,6 +129,14 @@ class VariantBench:
         generator = torch.Generator().manual_seed(seed)
         return build_qnetwork(self.spec, self.p.agent, 18, self.p.atari.frame_stack, generator)
 
+    def flops(self) -> dict:
+        """An update's and an action's floating-point operations (eager; the compiled graph does the same products)."""
+        self.agent.learn(self.batch)
+        one = torch.as_tensor(synthetic_batch(self.spec, 1, self.p.atari.frame_stack, self.rng)["obs"],
+                              device=self.device)
+        return {"variant": self.variant, "update": flops_of(lambda: self.agent.learn(self.batch)),
+                "action": flops_of(lambda: self.agent.act(one))}
+
     def measure(self) -> None:
         self.rounds.append({"eager": rate(lambda: self.agent.learn(self.batch), self.seconds, self.device),
                             "compiled": rate(lambda: self.compiled.learn(self.batch), self.seconds, self.device)})
@@ -126,7 +152,7 @@ class VariantBench:
                "actions_per_s": rate(lambda: self.agent.act(one), seconds, device),
                "compiled": {"updates_per_s": float(np.median([r["compiled"] for r in self.rounds])),
                             "compile_s": self.compiled.compile_seconds},
-               "rounds": self.rounds}
+               "rounds": self.rounds, "gflop_per_update": flops_of(lambda: self.agent.learn(self.batch))["gflop"]}
         if device.type == "cpu":
             out["profile"] = profile_learn(self.agent, self.batch)
         if seeds > 1:
@@ -150,12 +176,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds-per-job", type=int, default=1, help="also time this many seeds stacked")
     parser.add_argument("--baseline-rev", default=None, help="also time this commit's learner first (git rev)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (medians reported)")
+    parser.add_argument("--flops-only", action="store_true",
+                        help="only count each update's operations and time a square fp32 GEMM (--gemm-size)")
+    parser.add_argument("--gemm-size", type=int, default=1024)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     params = load_params(args.params)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.set_num_threads(params.runtime.torch_threads)
     benches = [VariantBench(params, v, args.game, device, args.seconds) for v in args.variants]
+    if args.flops_only:
+        emit_bench({"bench": "learner-flops", "settings": {"game": args.game, "gemm_size": args.gemm_size,
+                                                          "seconds_per_rate": args.seconds,
+                                                          "load_average_1min": os.getloadavg()[0]},
+                    "results": [bench.flops() for bench in benches],
+                    "gemm_gflops": gemm_gflops(args.gemm_size, device, args.seconds),
+                    "device": {"torch_device": str(device), "torch_threads": torch.get_num_threads()}}, args.out)
+        return 0
     before: list[dict] = []
     for _ in range(args.rounds):  # interleaved rounds, so a change in the machine's load hits both sides
         if args.baseline_rev:
