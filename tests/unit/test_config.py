@@ -192,9 +192,10 @@ def test_resolve_variant_applies_overrides_only_there():
 
 
 def test_released_priority_overlay_changes_only_the_new_sample_priority():
-    """conf/investigate/released-priority.yaml adds one variant: DE-Rainbow with new replay rows at priority 1 (SPEC §12 #13)."""
+    """conf/investigate/released-priority.yaml adds one variant: DE-Rainbow, new rows at priority 1 (SPEC §12)."""
     desk = C.load_params([ROOT / "params.yaml", ROOT / "conf/desk.yaml"])
-    both = C.load_params([ROOT / "params.yaml", ROOT / "conf/desk.yaml", ROOT / "conf/investigate/released-priority.yaml"])
+    both = C.load_params([ROOT / "params.yaml", ROOT / "conf/desk.yaml",
+                          ROOT / "conf/investigate/released-priority.yaml"])
     added = set(both.experiment.variants) - set(desk.experiment.variants)
     assert added == {"de_rainbow_released_priority"}
     released = C.resolve_variant(both, "de_rainbow_released_priority")
