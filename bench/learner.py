@@ -8,7 +8,7 @@ after are measured side by side. Each result also counts an update's floating-po
 convolutions, torch's FlopCounterMode), so a rate reads as GFLOP/s.
 
     python bench/learner.py --baseline-rev cd763cf --out bench/results/learner-<device>.json
-    python bench/learner.py --flops-only --out bench/results/learner-flops.json   # counts, and a GEMM's GFLOP/s
+    python bench/learner.py --flops-only --out bench/results/learner-flops-<device>.json  # counts, and a GEMM's GFLOP/s
 """
 
 from __future__ import annotations
