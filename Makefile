@@ -56,7 +56,7 @@ $(OBJECTS_STAMP):
 	$(OBJECTS_PY) -m pip install --quiet --no-deps --force-reinstall "opencv-python-headless==$(OBJECTS_OPENCV_VERSION)"
 	$(OBJECTS_PY) -c "import pathlib, sysconfig; \
 		pathlib.Path(sysconfig.get_paths()['purelib'], 'spirl_src.pth').write_text('$(abspath src)\n')"
-	cd $(OBJECTS_VENV) && PYGAME_HIDE_SUPPORT_PROMPT=1 ./bin/python -c "import cv2, ocatari.ram, spirl.atari, spirl.objects; \
+	cd $(OBJECTS_VENV) && PYGAME_HIDE_SUPPORT_PROMPT=1 ./bin/python -c "import cv2, ocatari.ram, spirl.envs.atari, spirl.envs.objects; \
 		import numpy; assert numpy.__version__ < '2', numpy.__version__"
 	rm -f $(OBJECTS_VENV)/.installed-*
 	touch $@
@@ -100,7 +100,7 @@ test: setup
 lint: setup
 	ruff check src tests bench
 
-# Regenerate dvc.yaml and pipelines/<profile>/dvc.yaml from the plan in src/spirl/pipeline.py.
+# Regenerate dvc.yaml and pipelines/<profile>/dvc.yaml from the plan in src/spirl/workflow/plan.py.
 dvc-yaml: setup
 	$(PY) src/sync_dvc_yaml.py
 
@@ -121,14 +121,14 @@ sync-smk: setup
 # The profile's tables (and their published copies) from whatever runs exist now, outside the DAG: cells whose
 # runs are missing or incomplete say so. The DAG itself builds a table only once all its runs exist.
 tables-now: setup
-	$(PY) -c "import subprocess; from spirl.config import load_params; from spirl.pipeline import jobs, param_files; \
+	$(PY) -c "import subprocess; from spirl.params import load_params; from spirl.workflow.plan import jobs, param_files; \
 	[subprocess.run(j.cmd, shell=True, check=True) for j in jobs(load_params(param_files('$(PROFILE)'))) \
 	 if j.stage.name in ('table', 'publish')]"
 
 # The same for the whole report: scores, tables, the aggregate figures and the report from what exists now (a
 # figure or record not made yet is named as missing in the report).
 report-now: setup
-	$(PY) -c "import subprocess; from spirl.config import load_params; from spirl.pipeline import jobs, param_files; \
+	$(PY) -c "import subprocess; from spirl.params import load_params; from spirl.workflow.plan import jobs, param_files; \
 	[subprocess.run(j.cmd, shell=True, check=True) for j in jobs(load_params(param_files('$(PROFILE)'))) \
 	 if j.stage.name in ('aggregate', 'table', 'publish', 'figures', 'report')]"
 

@@ -1,7 +1,7 @@
 # SPIRL reproduction pipeline: the entry point.
 #   snakemake -j4 results/table2.csv                      # the paper profile (params.yaml as committed)
 #   snakemake -j2 --configfile conf/smoke.yaml            # the smoke profile (minutes on a CPU)
-# Every job's command, outputs and code dependencies come from src/spirl/pipeline.py, which also
+# Every job's command, outputs and code dependencies come from src/spirl/workflow/plan.py, which also
 # generates the DVC mirror (dvc.yaml, pipelines/<profile>/dvc.yaml): see README "Design notes".
 
 import sys
@@ -9,13 +9,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from spirl import pipeline  # noqa: E402
+from spirl.workflow import plan  # noqa: E402
 
 configfile: "params.yaml"
 
 # Strict validation before any job runs: JSON schema, typed dataclasses, cross-references, and
 # "Snakemake's config == params.yaml + conf/<profile>.yaml" (the files the jobs read).
-PARAMS = pipeline.check_snakemake_config(config, Path(workflow.basedir))
+PARAMS = plan.check_snakemake_config(config, Path(workflow.basedir))
 PROFILE = PARAMS.experiment.profile
 
 
@@ -28,5 +28,5 @@ include: "workflow/rules/report.smk"
 
 rule all:
     input:
-        pipeline.targets(PARAMS),
+        plan.targets(PARAMS),
     default_target: True

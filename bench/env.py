@@ -1,4 +1,4 @@
-"""Benchmark: agent steps/s of spirl.atari.AtariEnv vs the bare emulator, per game.
+"""Benchmark: agent steps/s of spirl.envs.atari.AtariEnv vs the bare emulator, per game.
 
 The wrapper runs in train mode with the `atari` section of params.yaml (the paper's
 settings) and uniform random actions,
@@ -25,9 +25,9 @@ import ale_py
 import cv2
 import numpy as np
 
-from spirl.atari import AtariEnv, derive_seeds, make_ale, make_env, rom_id
-from spirl.config import AtariParams, load_params
-from spirl.runinfo import emit_bench
+from spirl.common.runinfo import emit_bench
+from spirl.envs.atari import AtariEnv, derive_seeds, make_ale, make_env, rom_id
+from spirl.params import AtariParams, load_params
 
 MIN_RATIO = 0.80
 BLOCK_STEPS = 500

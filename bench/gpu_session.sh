@@ -38,11 +38,11 @@ case "${1:-}" in
     keep $res/env-$tag.json $res/pretrain-$tag.json $res/saliency-$tag.json $res/learner-$tag.json ;;
   plan | mae)  # the DAG's own commands for the game's frames, MAE and mr (no Snakemake needed)
     cmds=$(python -c "
-from spirl import pipeline
-from spirl.config import load_params
-params = load_params(pipeline.param_files('full'))
-for stage in (pipeline.COLLECT, pipeline.PRETRAIN_MAE, pipeline.ESTIMATE_MR):
-    print(pipeline.job_for(params, stage, {'game': '$game'}).cmd)")
+from spirl.workflow import plan
+from spirl.params import load_params
+params = load_params(plan.param_files('full'))
+for stage in (plan.COLLECT, plan.PRETRAIN_MAE, plan.ESTIMATE_MR):
+    print(plan.job_for(params, stage, {'game': '$game'}).cmd)")
     if [ "$1" = plan ]; then echo "$cmds"; exit 0; fi
     while IFS= read -r cmd; do bash -c "$cmd"; done <<< "$cmds"
     cp data/full/mae/$game/run.json $res/mae-run-$game-$tag.json

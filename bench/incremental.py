@@ -5,7 +5,7 @@
         --n-frames 100 --out bench/results/incremental-cpu.json
 
 Per game: the first n frames of its random-policy collection, in playing order, one frame per call as a training
-env sees them; the full map of each frame (error_map) against the incremental one (spirl.incremental, the frame
+env sees them; the full map of each frame (error_map) against the incremental one (spirl.saliency.incremental, the frame
 compared with the one before; episode starts computed in full), each with and without the first decoder block's
 shortcut (SPEC §4), timed side by side in one process, with the share
 of targets recomputed, the largest difference of values, and whether every frame's dynamic-K selection (at the
@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spirl.config import load_params
-from spirl.incremental import IncrementalErrorMaps
-from spirl.mr import episode_starts
-from spirl.pretrain import load_model
-from spirl.runinfo import emit_bench
-from spirl.saliency import error_map, error_map_settings
-from spirl.selection import dynamic_k_batched, k_max_from_ratio
+from spirl.common.runinfo import emit_bench
+from spirl.params import load_params
+from spirl.saliency.error_maps import error_map, error_map_settings
+from spirl.saliency.incremental import IncrementalErrorMaps
+from spirl.saliency.mr import episode_starts
+from spirl.saliency.pretrain import load_model
+from spirl.saliency.selection import dynamic_k_batched, k_max_from_ratio
 
 
 def compare(model, frames: np.ndarray, starts: np.ndarray, settings, k_max: int) -> dict:

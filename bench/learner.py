@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spirl.agent import Agent, build_qnetwork, frame_spec
-from spirl.config import load_params, resolve_variant
-from spirl.multiseed import StackedAgents
-from spirl.networks import parameter_count
-from spirl.runinfo import emit_bench
-from spirl.selection import k_max_from_ratio
+from spirl.agents.agent import Agent, build_qnetwork, frame_spec
+from spirl.agents.multiseed import StackedAgents
+from spirl.common.nn import parameter_count
+from spirl.common.runinfo import emit_bench
+from spirl.params import load_params, resolve_variant
+from spirl.saliency.selection import k_max_from_ratio
 
 
 def synthetic_batch(spec, batch: int, stack: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -143,7 +143,7 @@ class VariantBench:
 
     def result(self, seeds: int) -> dict:
         """updates/s (batch 32; median over the rounds) and actions/s (batch 1); with seeds > 1 also the stacked
-        learner of that many seeds in one process (spirl.multiseed), one update of every seed counted as one."""
+        learner of that many seeds in one process (spirl.agents.multiseed), one update of every seed counted as one."""
         p, spec, device, seconds = self.p, self.spec, self.device, self.seconds
         one = torch.as_tensor(synthetic_batch(spec, 1, p.atari.frame_stack, self.rng)["obs"], device=device)
         out = {"variant": self.variant, "frame": spec.kind, "frame_shape": list(spec.shape),

@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spirl.config import load_params
-from spirl.mae import MaskedAutoencoder
-from spirl.mr import candidates, normalized_maps
-from spirl.pretrain import load_model, mae_config
-from spirl.runinfo import emit_bench
-from spirl.saliency import error_map_settings
+from spirl.common.runinfo import emit_bench
+from spirl.params import load_params
+from spirl.saliency.error_maps import error_map_settings
+from spirl.saliency.mae import MaskedAutoencoder
+from spirl.saliency.mr import candidates, normalized_maps
+from spirl.saliency.pretrain import load_model, mae_config
 
 
 def load_any(path: Path, params) -> tuple[MaskedAutoencoder, dict]:

@@ -3,7 +3,7 @@
     python bench/pretrain.py --params params.yaml --frames data/full/frames/Seaquest/frames.npz \\
         --out bench/results/pretrain-<device>.json
 
-Times whole epochs of the real training step (`spirl.pretrain.train_epoch`: batch, lr schedule, autocast per
+Times whole epochs of the real training step (`spirl.saliency.pretrain.train_epoch`: batch, lr schedule, autocast per
 runtime.pretrain_precision, AdamW) on the given frames (or uniform random frames of the profile's size when none are
 given), after one warm-up epoch, and extrapolates to `mae.epochs` epochs over `--n-frames` frames (default:
 the paper's 50K). Goal (issue "Scale", H100): 50K frames x 50 epochs <= 5 minutes.
@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spirl.config import load_params
-from spirl.pretrain import new_run, steps_per_epoch, train_epoch
-from spirl.runinfo import emit_bench
-from spirl.runtime import autocast_dtype, setup_torch
+from spirl.common.runinfo import emit_bench
+from spirl.common.runtime import autocast_dtype, setup_torch
+from spirl.params import load_params
+from spirl.saliency.pretrain import new_run, steps_per_epoch, train_epoch
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,10 +26,10 @@ import sys
 import time
 from pathlib import Path
 
-from spirl.config import REPO_ROOT, load_params, resolve_variant
-from spirl.pipeline import jobs, param_files
-from spirl.pretrain import steps_per_epoch
-from spirl.runinfo import emit_bench
+from spirl.common.runinfo import emit_bench
+from spirl.params import REPO_ROOT, load_params, resolve_variant
+from spirl.saliency.pretrain import steps_per_epoch
+from spirl.workflow.plan import jobs, param_files
 
 PROFILE = "rehearsal"
 SKIPPED = ("publish",)  # writes the published results/table*.csv copies: not a rehearsal's business

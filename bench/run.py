@@ -24,15 +24,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from spirl.config import REPO_ROOT
-from spirl.runinfo import emit_bench
+from spirl.common.runinfo import emit_bench
+from spirl.params import REPO_ROOT
 
 
 def unfinished(args: argparse.Namespace, checkpoint: Path, elapsed_s: float) -> dict:
     """The record of a run stopped at --max-seconds: steps reached at its last checkpoint, extrapolated time."""
     import torch
 
-    from spirl.config import load_params, resolve_variant
+    from spirl.params import load_params, resolve_variant
 
     regime = resolve_variant(load_params([Path(p) for p in args.params]), args.variant).train.regimes[args.regime]
     reached = torch.load(checkpoint, map_location="cpu", weights_only=False)["run"].env_step if checkpoint.is_file() \

@@ -23,12 +23,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spirl.config import load_params
-from spirl.mae import MAEConfig, MaskedAutoencoder
-from spirl.pretrain import load_model, mae_config
-from spirl.runinfo import emit_bench
-from spirl.saliency import ErrorMapSettings, embed_selected, error_map, error_map_reference, max_sequences_for
-from spirl.selection import dynamic_k_batched, k_max_from_ratio
+from spirl.common.runinfo import emit_bench
+from spirl.params import load_params
+from spirl.saliency.error_maps import (
+    ErrorMapSettings,
+    embed_selected,
+    error_map,
+    error_map_reference,
+    max_sequences_for,
+)
+from spirl.saliency.mae import MAEConfig, MaskedAutoencoder
+from spirl.saliency.pretrain import load_model, mae_config
+from spirl.saliency.selection import dynamic_k_batched, k_max_from_ratio
 
 
 def sync(device: torch.device) -> None:

@@ -5,7 +5,7 @@
         --n-frames 60 --out bench/results/scorers-cpu.json
 
 The first n frames of the game's random-policy collection, in playing order, one frame per call (one env's stream,
-episode starts marked), through each scorer's stream scorer (spirl.scorers: the MAE's error map incremental as
+episode starts marked), through each scorer's stream scorer (spirl.saliency.scorers: the MAE's error map incremental as
 saliency.incremental says, frame_diff with its previous frame, random, Wu's mask) and then dynamic-K at the game's
 adopted K_max and the MAE encoder's embedding of the kept patches (what Represent adds, the same for every scorer).
 Scorers are timed interleaved, frame by frame, so a busy machine slows all of them alike; the table gives frames/s
@@ -24,15 +24,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spirl.config import SCORERS, load_params
-from spirl.mr import episode_starts
-from spirl.pretrain import load_model, untrained_mae
-from spirl.represent import make_scorer
-from spirl.runinfo import emit_bench
-from spirl.saliency import embed_selected, error_map_settings
-from spirl.selection import k_max_from_ratio, select_batched
-from spirl.wu import WuAttention
-from spirl.wu import load_model as load_wu
+from spirl.agents.represent import make_scorer
+from spirl.common.runinfo import emit_bench
+from spirl.params import SCORERS, load_params
+from spirl.saliency.error_maps import embed_selected, error_map_settings
+from spirl.saliency.mr import episode_starts
+from spirl.saliency.pretrain import load_model, untrained_mae
+from spirl.saliency.selection import k_max_from_ratio, select_batched
+from spirl.saliency.wu import WuAttention
+from spirl.saliency.wu import load_model as load_wu
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,7 @@
 PYTHONHASHSEED=0 python src/aggregate_scores.py --params params.yaml conf/full.yaml \
     --in-eval RUN/eval.json ... --in-run RUN/run.json ... --out-scores results/full/scores.csv \
     --out-runs results/full/runs.csv
-The runs are those of spirl.pipeline.training_runs(params), in that order; a missing or incomplete run
+The runs are those of spirl.workflow.plan.training_runs(params), in that order; a missing or incomplete run
 is kept in runs.csv with the reason (SPEC §10).
 """
 
@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from spirl.cli import base_parser, setup_logging
-from spirl.config import ConfigError, load_params
-from spirl.pipeline import training_runs
-from spirl.plots import write_csv
-from spirl.scores import RUN_FIELDS, episode_rows, load_run, run_rows
+from spirl.common.cli import base_parser, setup_logging
+from spirl.common.plots import write_csv
+from spirl.params import ConfigError, load_params
+from spirl.reporting.scores import RUN_FIELDS, episode_rows, load_run, run_rows
+from spirl.workflow.plan import training_runs
 
 
 def main() -> None:

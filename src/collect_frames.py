@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from spirl.atari import make_env
-from spirl.cli import base_parser, setup_logging
-from spirl.collect import collect_random_frames, summarize
-from spirl.config import ConfigError, load_params, to_plain
-from spirl.io import write_json, write_npz
-from spirl.runinfo import run_record
-from spirl.seeding import derive_seed
+from spirl.common.cli import base_parser, setup_logging
+from spirl.common.io import write_json, write_npz
+from spirl.common.runinfo import run_record
+from spirl.common.seeding import derive_seed
+from spirl.envs.atari import make_env
+from spirl.envs.collect import collect_random_frames, summarize
+from spirl.params import ConfigError, load_params, to_plain
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ PYTHONHASHSEED=0 .venv-objects/bin/python src/collect_objects.py --params params
 Sizes come from params (criteria.object_frames frames, every criteria.object_every-th agent step; --n-frames and
 --every override them for checks), seeds from criteria.seed and the game.
 
-Frames come from the project's one wrapper (`spirl.atari`, train mode, uniform random actions, seeded apart
+Frames come from the project's one wrapper (`spirl.envs.atari`, train mode, uniform random actions, seeded apart
 from the pre-training collection). OCAtari never runs an emulator of its own: its RAM extraction
 (`ocatari.ram.extract_ram_info.detect_objects_ram`, a function of a 128-byte RAM array) is applied to the RAM of
 the wrapper's own ALE after every reset and every agent step, as OCAtari itself does after each step of its
@@ -35,13 +35,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from spirl.atari import AtariEnv, make_env
-from spirl.cli import base_parser, setup_logging
-from spirl.config import load_params, to_plain
-from spirl.io import write_json, write_npz
-from spirl.objects import pack_objects
-from spirl.runinfo import run_record
-from spirl.seeding import derive_seed
+from spirl.common.cli import base_parser, setup_logging
+from spirl.common.io import write_json, write_npz
+from spirl.common.runinfo import run_record
+from spirl.common.seeding import derive_seed
+from spirl.envs.atari import AtariEnv, make_env
+from spirl.envs.objects import pack_objects
+from spirl.params import load_params, to_plain
 
 SCREEN_HW = (210, 160)
 

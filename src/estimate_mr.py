@@ -17,16 +17,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from spirl.cli import base_parser, setup_logging
-from spirl.config import ConfigError, load_params, to_plain
-from spirl.io import write_json, write_npz
-from spirl.mr import candidates, episode_starts, normalized_maps, summarize_ks, uncapped_ks
-from spirl.pretrain import load_model, untrained_mae
-from spirl.runinfo import run_record
-from spirl.runtime import setup_torch
-from spirl.saliency import error_map_settings, in_space
-from spirl.scorers import MAE_SCORERS, check_scorer, sequence_scores
-from spirl.seeding import derive_seed
+from spirl.common.cli import base_parser, setup_logging
+from spirl.common.io import write_json, write_npz
+from spirl.common.runinfo import run_record
+from spirl.common.runtime import setup_torch
+from spirl.common.seeding import derive_seed
+from spirl.params import ConfigError, load_params, to_plain
+from spirl.saliency.error_maps import error_map_settings, in_space
+from spirl.saliency.mr import candidates, episode_starts, normalized_maps, summarize_ks, uncapped_ks
+from spirl.saliency.pretrain import load_model, untrained_mae
+from spirl.saliency.scorers import MAE_SCORERS, check_scorer, sequence_scores
 
 
 def main() -> None:
@@ -64,7 +64,7 @@ def main() -> None:
             if scorer == "wu_mask":
                 if args.in_wu is None:
                     raise ConfigError("--scorer wu_mask needs --in-wu (the game's Wu mask model.npz)")
-                from spirl.wu import load_model as load_wu
+                from spirl.saliency.wu import load_model as load_wu
 
                 wu = load_wu(args.in_wu, device)
             generator = torch.Generator().manual_seed(derive_seed(params.criteria.seed, "random-scores", args.game))

@@ -17,18 +17,18 @@ import numpy as np
 import torch
 from matplotlib.patches import Patch, Rectangle
 
-from spirl.agent import build_qnetwork, frame_spec
-from spirl.attention import attention_set, fig6_masks, newest_frame_attention
-from spirl.cli import base_parser, setup_logging
-from spirl.config import ConfigError, Params, load_params, resolve_mr, resolve_variant
-from spirl.io import read_json
-from spirl.mae import MaskedAutoencoder
-from spirl.plots import patch_mask_image, save_figure
-from spirl.pretrain import load_model
-from spirl.represent import make_represent, make_scorer
-from spirl.runtime import setup_torch
-from spirl.saliency import error_map, error_map_settings
-from spirl.selection import k_max_from_ratio, select_batched
+from spirl.agents.agent import build_qnetwork, frame_spec
+from spirl.agents.attention import attention_set, fig6_masks, newest_frame_attention
+from spirl.agents.represent import make_represent, make_scorer
+from spirl.common.cli import base_parser, setup_logging
+from spirl.common.io import read_json
+from spirl.common.plots import patch_mask_image, save_figure
+from spirl.common.runtime import setup_torch
+from spirl.params import ConfigError, Params, load_params, resolve_mr, resolve_variant
+from spirl.saliency.error_maps import error_map, error_map_settings
+from spirl.saliency.mae import MaskedAutoencoder
+from spirl.saliency.pretrain import load_model
+from spirl.saliency.selection import k_max_from_ratio, select_batched
 
 COLOURS = {"selected": (0.9, 0.1, 0.1), "attention": (1.0, 0.9, 0.0), "both": (1.0, 0.55, 0.0)}
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from spirl.cli import base_parser, setup_logging
-from spirl.config import load_params, resolve_mr
-from spirl.io import read_json
-from spirl.plots import plot_k_histograms
+from spirl.common.cli import base_parser, setup_logging
+from spirl.common.io import read_json
+from spirl.common.plots import plot_k_histograms
+from spirl.params import load_params, resolve_mr
 
 
 def main() -> None:

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from spirl.cli import base_parser, setup_logging
-from spirl.config import ConfigError, Params, load_params
-from spirl.pipeline import training_runs
-from spirl.report_plots import plot_intervals, plot_learning_curves, plot_performance_profile
-from spirl.reporting import (
+from spirl.common.cli import base_parser, setup_logging
+from spirl.common.seeding import generator
+from spirl.params import ConfigError, Params, load_params
+from spirl.reporting.figures import plot_intervals, plot_learning_curves, plot_performance_profile
+from spirl.reporting.scores import bin_means, online_env_steps
+from spirl.reporting.statistics import (
     AGGREGATE_NOTE,
     bootstrap_mean_ci,
     interval_estimates,
@@ -28,9 +29,8 @@ from spirl.reporting import (
     performance_profile,
     stratified_bootstrap,
 )
-from spirl.scores import bin_means, online_env_steps
-from spirl.seeding import generator
-from spirl.tables import read_reference
+from spirl.reporting.tables import read_reference
+from spirl.workflow.plan import training_runs
 
 
 def read_rows(path: Path) -> list[dict]:

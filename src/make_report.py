@@ -15,15 +15,15 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from spirl.cli import base_parser, setup_logging
-from spirl.config import load_params
-from spirl.io import atomic_path, read_json_if_exists
-from spirl.pipeline import table_runs, training_runs
-from spirl.report import image_lines, run_section, saliency_section, training_vs_k
-from spirl.runinfo import git_commit
-from spirl.scores import RUN_FIELDS
-from spirl.tables import device_name
-from spirl.timing import bench_run_times, estimate_hours, stage_hours
+from spirl.common.cli import base_parser, setup_logging
+from spirl.common.io import atomic_path, read_json_if_exists
+from spirl.common.runinfo import git_commit
+from spirl.params import load_params
+from spirl.reporting.report import image_lines, run_section, saliency_section, training_vs_k
+from spirl.reporting.scores import RUN_FIELDS
+from spirl.reporting.tables import device_name
+from spirl.reporting.timing import bench_run_times, estimate_hours, stage_hours
+from spirl.workflow.plan import table_runs, training_runs
 
 FIGURES = ("fig2", "fig3", "fig8", "fig6", "curves", "intervals", "profile")
 CRITERIA = ("quality-md", "quality-fig", "wu-loss", "wu-masks")  # SPEC §13-§14, when the profile builds them

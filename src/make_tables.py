@@ -4,20 +4,19 @@ PYTHONHASHSEED=0 python src/make_tables.py --params params.yaml conf/full.yaml -
     --in-eval RUN/eval.json ... --in-run RUN/run.json ... --in-reference data/reference/paper_scores.csv \
     [--in-mae-run data/full/mae/GAME/run.json ...] [--in-quality results/full/saliency_quality/GAME.json ...] \
     --out-csv results/full/tables/table2.csv --out-md ....md
-The runs are spirl.pipeline.table_runs(params, table), in that order. Missing runs are reported, not filled.
+The runs are spirl.workflow.plan.table_runs(params, table), in that order. Missing runs are reported, not filled.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from spirl.cli import base_parser, setup_logging
-from spirl.config import ConfigError, load_params
-from spirl.io import atomic_path, read_json_if_exists
-from spirl.pipeline import criteria_games, table_runs
-from spirl.plots import write_csv
-from spirl.scores import RUN_FIELDS, load_run
-from spirl.tables import (
+from spirl.common.cli import base_parser, setup_logging
+from spirl.common.io import atomic_path, read_json_if_exists
+from spirl.common.plots import write_csv
+from spirl.params import ConfigError, load_params
+from spirl.reporting.scores import RUN_FIELDS, load_run
+from spirl.reporting.tables import (
     build_table,
     criteria_quality_rows,
     pretraining_time_rows,
@@ -25,6 +24,7 @@ from spirl.tables import (
     table_games,
     to_markdown,
 )
+from spirl.workflow.plan import criteria_games, table_runs
 
 
 def main() -> None:

@@ -13,11 +13,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from spirl.cli import base_parser, setup_logging
-from spirl.config import load_params, to_plain
-from spirl.io import write_json
-from spirl.plots import write_loss_curve
-from spirl.pretrain import (
+from spirl.common.cli import base_parser, setup_logging
+from spirl.common.io import write_json
+from spirl.common.plots import write_loss_curve
+from spirl.common.runinfo import run_record
+from spirl.common.runtime import autocast_dtype, setup_torch
+from spirl.params import load_params, to_plain
+from spirl.saliency.pretrain import (
     fingerprint,
     load_checkpoint,
     new_run,
@@ -27,8 +29,6 @@ from spirl.pretrain import (
     steps_per_epoch,
     train_epoch,
 )
-from spirl.runinfo import run_record
-from spirl.runtime import autocast_dtype, setup_torch
 
 
 def main() -> None:

@@ -19,13 +19,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from spirl.cli import base_parser, setup_logging
-from spirl.config import load_params, to_plain
-from spirl.io import write_json
-from spirl.networks import parameter_count
-from spirl.runinfo import run_record
-from spirl.runtime import setup_torch
-from spirl.wu import (
+from spirl.common.cli import base_parser, setup_logging
+from spirl.common.io import write_json
+from spirl.common.nn import parameter_count
+from spirl.common.runinfo import run_record
+from spirl.common.runtime import setup_torch
+from spirl.params import load_params, to_plain
+from spirl.saliency.wu import (
     figure_indices,
     fingerprint,
     gray_frames,

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from spirl.cli import base_parser, setup_logging
-from spirl.config import load_params
-from spirl.io import atomic_path
+from spirl.common.cli import base_parser, setup_logging
+from spirl.common.io import atomic_path
+from spirl.params import load_params
 
 
 def main() -> None:

@@ -1,18 +1,18 @@
 """The saliency-quality table (SPEC §14): one row per game x scorer from the per-game saliency_quality JSONs.
 
 CSV: every number (values and CI ends, random recall, per-category recall as recall_<Category> columns,
-frames/s); Markdown: spirl.quality.quality_markdown, the section the report includes.
+frames/s); Markdown: spirl.saliency.quality.quality_markdown, the section the report includes.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from spirl.cli import base_parser, setup_logging
-from spirl.config import load_params
-from spirl.io import atomic_path, read_json
-from spirl.plots import write_csv
-from spirl.quality import quality_markdown, quality_rows
+from spirl.common.cli import base_parser, setup_logging
+from spirl.common.io import atomic_path, read_json
+from spirl.common.plots import write_csv
+from spirl.params import load_params
+from spirl.saliency.quality import quality_markdown, quality_rows
 
 
 def main() -> None:

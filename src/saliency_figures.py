@@ -11,14 +11,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spirl.cli import base_parser, setup_logging
-from spirl.config import load_params, resolve_mr
-from spirl.io import read_json
-from spirl.mae import MaskedAutoencoder, patchify, unpatchify
-from spirl.plots import plot_fig2, plot_fig3
-from spirl.pretrain import load_model
-from spirl.runtime import setup_torch
-from spirl.saliency import (
+from spirl.common.cli import base_parser, setup_logging
+from spirl.common.io import read_json
+from spirl.common.plots import plot_fig2, plot_fig3
+from spirl.common.runtime import setup_torch
+from spirl.params import load_params, resolve_mr
+from spirl.saliency.error_maps import (
     ErrorMapSettings,
     error_map,
     error_map_settings,
@@ -26,7 +24,9 @@ from spirl.saliency import (
     patch_errors,
     surroundings_predictions,
 )
-from spirl.selection import cumulative_error_curve, dynamic_k, fixed_k, k_max_from_ratio
+from spirl.saliency.mae import MaskedAutoencoder, patchify, unpatchify
+from spirl.saliency.pretrain import load_model
+from spirl.saliency.selection import cumulative_error_curve, dynamic_k, fixed_k, k_max_from_ratio
 
 
 def spread(n_total: int, count: int) -> np.ndarray:

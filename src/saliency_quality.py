@@ -6,10 +6,10 @@ criteria.scorers gives one score per patch:
   mae_untrained  the same error map from the game's MAE as pre-training initialises it, never trained;
   frame_diff     mean |x_t - x_{t-1}| per patch with the stored previous frame (all-equal at an episode start);
   random         i.i.d. U[0, 1) from a torch.Generator seeded derive_seed(criteria.seed, "random-scores", game);
-  wu_mask        Wu et al.'s mask Ψ pooled onto the patches, --in-wu (spirl.wu.load_model).
+  wu_mask        Wu et al.'s mask Ψ pooled onto the patches, --in-wu (spirl.saliency.wu.load_model).
 The selection is dynamic K (SPEC §5, saliency.xscale) capped at the game's adopted K_max = floor(N * mr), mr =
 resolve_mr(saliency, game, mr* of --in-mr): the same cap for every scorer, so only the ranking differs. Then
-spirl.objects.recall_report: recall of the dynamic objects (criteria.dynamic_categories[game]; overall and per
+spirl.envs.objects.recall_report: recall of the dynamic objects (criteria.dynamic_categories[game]; overall and per
 category), precision, mean K, lift over K random patches with the same K, percentile-bootstrap CIs over frames
 (report.bootstrap_reps, report.ci_level; every scorer resamples the same frames: one Generator seeded
 derive_seed(report.seed, "saliency-quality", game) per scorer). Timing per scorer: scoring plus selection.
@@ -23,18 +23,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spirl.cli import base_parser, setup_logging
-from spirl.config import load_params, resolve_mr, to_plain
-from spirl.io import read_json, write_json
-from spirl.objects import ObjectBox, recall_report, selection_masks, unpack_objects
-from spirl.pretrain import load_model, untrained_mae
-from spirl.quality import plot_quality_frames
-from spirl.runinfo import run_record
-from spirl.runtime import setup_torch
-from spirl.saliency import error_map_settings
-from spirl.scorers import score_frames
-from spirl.seeding import derive_seed
-from spirl.selection import k_max_from_ratio, select_batched
+from spirl.common.cli import base_parser, setup_logging
+from spirl.common.io import read_json, write_json
+from spirl.common.runinfo import run_record
+from spirl.common.runtime import setup_torch
+from spirl.common.seeding import derive_seed
+from spirl.envs.objects import ObjectBox, recall_report, selection_masks, unpack_objects
+from spirl.params import load_params, resolve_mr, to_plain
+from spirl.saliency.error_maps import error_map_settings
+from spirl.saliency.pretrain import load_model, untrained_mae
+from spirl.saliency.quality import plot_quality_frames
+from spirl.saliency.scorers import score_frames
+from spirl.saliency.selection import k_max_from_ratio, select_batched
 
 FIGURE_ROWS = 4  # frames in the figure
 
@@ -47,7 +47,7 @@ def quality_seeds(criteria_seed: int, report_seed: int, game: str) -> dict[str, 
 
 def scorer_scores(scorer: str, frames: np.ndarray, previous: np.ndarray | None, has_previous: np.ndarray | None,
                   patch_px: int, batch: int, **models) -> torch.Tensor:
-    """Scores of all frames under one scorer, `batch` frames per call of spirl.scorers.score_frames.
+    """Scores of all frames under one scorer, `batch` frames per call of spirl.saliency.scorers.score_frames.
 
     Args:
         frames, previous: uint8 [F, S, S, 3]; has_previous: bool [F] (previous / has_previous only for frame_diff);
@@ -121,7 +121,7 @@ def main() -> None:
         elif scorer == "random":
             models[scorer] = {"generator": torch.Generator().manual_seed(seeds["random_scores"])}
         elif scorer == "wu_mask":
-            from spirl.wu import load_model as load_wu
+            from spirl.saliency.wu import load_model as load_wu
 
             models[scorer] = {"wu_model": load_wu(args.in_wu, device)}
         else:
@@ -160,7 +160,8 @@ def main() -> None:
                 "runtime": to_plain(params.runtime)},
         wildcards={"game": game, "profile": params.experiment.profile}, seeds=seeds, wall_time_s=wall_s,
         extra={"result": result, "device_used": str(device), "scorer_models": {
-            "mae_surround": str(args.in_model), "mae_untrained": "spirl.pretrain.untrained_mae (mae.seed, game)",
+            "mae_surround": str(args.in_model), "mae_untrained":
+                "spirl.saliency.pretrain.untrained_mae (mae.seed, game)",
             "wu_mask": str(args.in_wu) if args.in_wu else None}},
     ))
 

@@ -5,7 +5,7 @@ PYTHONHASHSEED=0 python src/train_agent.py --params params.yaml conf/full.yaml -
     --out-eval .../eval.json --out-progress .../progress.csv --out-run .../run.json --out-weights .../weights.npz \
     --work work/full/runs/spirl/100k/Seaquest/0
 Several seeds (runtime.seeds_per_job): `--seed 0 1 2` with one --out-* path and one --work folder per seed, in the
-same order; they train together in one process (spirl.multiseed) and each gets the files of a single-seed job.
+same order; they train together in one process (spirl.agents.multiseed) and each gets the files of a single-seed job.
 """
 
 from __future__ import annotations
@@ -16,18 +16,18 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from spirl.agent import frame_spec
-from spirl.cli import base_parser, setup_logging
-from spirl.config import ConfigError, load_params, resolve_mr, resolve_variant, to_plain
-from spirl.io import read_json, write_json, write_npz
-from spirl.plots import write_csv
-from spirl.pretrain import load_model, untrained_mae
-from spirl.represent import make_represent, make_scorer
-from spirl.runinfo import run_record
-from spirl.runtime import setup_torch
-from spirl.saliency import error_map_settings
-from spirl.selection import k_max_from_ratio
-from spirl.train import RunKey, TrainingRun, run_training
+from spirl.agents.agent import frame_spec
+from spirl.agents.represent import make_represent, make_scorer
+from spirl.common.cli import base_parser, setup_logging
+from spirl.common.io import read_json, write_json, write_npz
+from spirl.common.plots import write_csv
+from spirl.common.runinfo import run_record
+from spirl.common.runtime import setup_torch
+from spirl.params import ConfigError, load_params, resolve_mr, resolve_variant, to_plain
+from spirl.saliency.error_maps import error_map_settings
+from spirl.saliency.pretrain import load_model, untrained_mae
+from spirl.saliency.selection import k_max_from_ratio
+from spirl.training.loop import RunKey, TrainingRun, run_training
 
 OUTPUTS = ("eval", "progress", "run", "weights")
 
@@ -84,7 +84,7 @@ def scorer_of(args, params, mae, device):
     if name == "wu_mask":
         if args.in_wu is None:
             raise ConfigError(f"variant {args.variant!r} (saliency.scorer wu_mask) needs --in-wu")
-        from spirl.wu import load_model as load_wu
+        from spirl.saliency.wu import load_model as load_wu
 
         wu = load_wu(args.in_wu, device)
     return make_scorer(params, mae, settings, untrained=untrained, wu=wu)

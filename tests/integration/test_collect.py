@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spirl.atari import make_env
-from spirl.collect import ARRAY_DTYPES, collect_random_frames, summarize
-from spirl.config import REPO_ROOT as ROOT
-from spirl.config import AtariParams
+from spirl.envs.atari import make_env
+from spirl.envs.collect import ARRAY_DTYPES, collect_random_frames, summarize
+from spirl.params import REPO_ROOT as ROOT
+from spirl.params import AtariParams
 
 ATARI = AtariParams(frame_size_px=48, frame_skip=4, frame_stack=4, max_noops=30,
                     max_episode_agent_steps=27000, fire_on_reset=True)

@@ -3,14 +3,14 @@
 A flat scene holds 18 static decoys (low-contrast checkered squares: strong structure once a patch is normalised,
 as the MAE sees it, but only a few grey levels from the background) and 2 bright sprites that move and bounce.
 The sprites are the dynamic objects, the decoys static ones. Selected by dynamic K capped at K_max, `frame_diff`
-and a Wu mask trained for a few steps (spirl.wu.train_step, SPEC §13 settings, batch 8) find the sprites
+and a Wu mask trained for a few steps (spirl.saliency.wu.train_step, SPEC §13 settings, batch 8) find the sprites
 (recall >= 0.9), while `random` and `mae_untrained` land near chance (recall < 0.9, lift near 1): the metric
 separates criteria that see motion from those that do not. The untrained Wu mask does not reach 0.9 either, so
 the training is what finds the sprites.
 
 Then src/saliency_quality.py and src/quality_table.py end to end, as subprocesses, on a tiny synthetic archive:
 8 frames of 40 px (5 x 5 patches) with previous frames, OCAtari-style objects packed with pack_objects, an MAE
-saved with spirl.pretrain.save_model, a Wu model saved with spirl.wu.save_model and an mr.json. The JSON's numbers
+saved with saliency.pretrain.save_model, a Wu model saved with saliency.wu.save_model and an mr.json. The JSON's numbers
 are checked against a direct computation from the building blocks (score_frames per batch, dynamic K at
 K_max = floor(N * mr*), recall_report with the job's bootstrap seed), then the table's CSV and Markdown against the
 JSONs.
@@ -29,18 +29,18 @@ import pytest
 import torch
 import yaml
 
-from spirl.config import REPO_ROOT, load_params, resolve_mr
-from spirl.io import write_json, write_npz
-from spirl.objects import ObjectBox, pack_objects, recall_report, unpack_objects
-from spirl.pretrain import load_model, save_model, untrained_mae
-from spirl.quality import quality_markdown, quality_rows
-from spirl.saliency import ErrorMapSettings, error_map_settings
-from spirl.scorers import score_frames
-from spirl.seeding import derive_seed
-from spirl.selection import k_max_from_ratio, select_batched
-from spirl.wu import WuAttention, WuSettings, gray_frames, pair_indices, train_step
-from spirl.wu import load_model as load_wu
-from spirl.wu import save_model as save_wu
+from spirl.common.io import write_json, write_npz
+from spirl.common.seeding import derive_seed
+from spirl.envs.objects import ObjectBox, pack_objects, recall_report, unpack_objects
+from spirl.params import REPO_ROOT, load_params, resolve_mr
+from spirl.saliency.error_maps import ErrorMapSettings, error_map_settings
+from spirl.saliency.pretrain import load_model, save_model, untrained_mae
+from spirl.saliency.quality import quality_markdown, quality_rows
+from spirl.saliency.scorers import score_frames
+from spirl.saliency.selection import k_max_from_ratio, select_batched
+from spirl.saliency.wu import WuAttention, WuSettings, gray_frames, pair_indices, train_step
+from spirl.saliency.wu import load_model as load_wu
+from spirl.saliency.wu import save_model as save_wu
 
 SIZE, PATCH = 48, 8  # a 6 x 6 grid, N = 36
 K_MAX = k_max_from_ratio(36, 0.25)  # 9

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from spirl.config import REPO_ROOT as ROOT
-from spirl.config import load_params
-from spirl.pipeline import STAGES, dvc_file, param_files, table_runs
+from spirl.params import REPO_ROOT as ROOT
+from spirl.params import load_params
+from spirl.workflow.plan import STAGES, dvc_file, param_files, table_runs
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PYTHONHASHSEED": "0"}

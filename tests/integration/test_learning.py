@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from spirl.agent import frame_spec
-from spirl.config import REPO_ROOT, load_params, resolve_variant
-from spirl.represent import make_represent
-from spirl.train import RunKey, TrainingRun, run_training
+from spirl.agents.agent import frame_spec
+from spirl.agents.represent import make_represent
+from spirl.params import REPO_ROOT, load_params, resolve_variant
+from spirl.training.loop import RunKey, TrainingRun, run_training
 
 EPISODE, SIZE = 8, 48  # steps per episode: optimal return 8, random 8 / 3
 

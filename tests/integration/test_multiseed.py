@@ -11,10 +11,10 @@ import pytest
 import torch
 from test_learning import SIZE, CueEnv, cue_embeddings
 
-from spirl.agent import frame_spec
-from spirl.config import REPO_ROOT, load_params, resolve_variant
-from spirl.represent import make_represent
-from spirl.train import RunKey, TrainingRun, run_training
+from spirl.agents.agent import frame_spec
+from spirl.agents.represent import make_represent
+from spirl.params import REPO_ROOT, load_params, resolve_variant
+from spirl.training.loop import RunKey, TrainingRun, run_training
 
 STEPS, LEARN_START, SEEDS = 340, 40, (0, 1)  # 300 updates per seed
 

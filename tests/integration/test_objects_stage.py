@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 import yaml
 
-from spirl.atari import make_env
-from spirl.config import REPO_ROOT, load_params
-from spirl.objects import box_patches, unpack_objects
-from spirl.seeding import derive_seed
+from spirl.common.seeding import derive_seed
+from spirl.envs.atari import make_env
+from spirl.envs.objects import box_patches, unpack_objects
+from spirl.params import REPO_ROOT, load_params
 
 OBJECTS_PY = REPO_ROOT / ".venv-objects" / "bin" / "python"
 PROFILE = [REPO_ROOT / "params.yaml", REPO_ROOT / "conf" / "smoke.yaml"]  # 40-px frames, 150-step episodes
@@ -131,7 +131,7 @@ import numpy as np
 import importlib.util
 spec = importlib.util.spec_from_file_location("co", "src/collect_objects.py")
 co = importlib.util.module_from_spec(spec); spec.loader.exec_module(co)
-from spirl.atari import AtariEnv
+from spirl.envs.atari import AtariEnv
 out = {}
 for game in ("Frostbite", "MsPacman", "Seaquest", "BattleZone"):
     env = AtariEnv(game, seed=0, mode="train", frame_size_px=40, frame_skip=4, frame_stack=4, max_noops=30,

@@ -19,10 +19,10 @@ import pytest
 import torch
 from matplotlib.image import imread
 
-from spirl.config import REPO_ROOT as ROOT
-from spirl.networks import parameter_count
-from spirl.seeding import derive_seed
-from spirl.wu import WuAttention, load_model, patch_scores
+from spirl.common.nn import parameter_count
+from spirl.common.seeding import derive_seed
+from spirl.params import REPO_ROOT as ROOT
+from spirl.saliency.wu import WuAttention, load_model, patch_scores
 
 GAME, SIZE, PATCH, SPRITE_PX = "Frostbite", 48, 8, 8
 BACKGROUND, HUD, BLOCK, SPRITE = 20, 140, 90, 230
@@ -39,7 +39,7 @@ OUTPUTS = {"model": "model.npz", "loss-csv": "loss.csv", "loss-png": "loss.png",
 def moving_sprites(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """48×48 RGB frames: an 8×8 sprite moving 2-3 px per step on each axis (bouncing off the walls) over a dark
     background with a static HUD bar (rows 0-3) and a static dim block. Returns frames [F, 48, 48, 3] uint8 and
-    episode ids [F] int32, as spirl.collect stores them."""
+    episode ids [F] int32, as spirl.envs.collect stores them."""
     rng = np.random.default_rng(seed)
     frames = np.full((EPISODES * LENGTH, SIZE, SIZE, 3), BACKGROUND, dtype=np.uint8)
     frames[:, 0:4] = HUD

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from spirl.config import REPO_ROOT as ROOT
-from spirl.config import load_params
-from spirl.pipeline import gpu_tokens, param_files, table_runs
+from spirl.params import REPO_ROOT as ROOT
+from spirl.params import load_params
+from spirl.workflow.plan import gpu_tokens, param_files, table_runs
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PYTHONHASHSEED": "0"}

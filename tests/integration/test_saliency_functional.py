@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from spirl.config import REPO_ROOT, load_params
-from spirl.pretrain import new_run, train_epoch
-from spirl.saliency import ErrorMapSettings, error_map
-from spirl.selection import dynamic_k
+from spirl.params import REPO_ROOT, load_params
+from spirl.saliency.error_maps import ErrorMapSettings, error_map
+from spirl.saliency.pretrain import new_run, train_epoch
+from spirl.saliency.selection import dynamic_k
 
 SIZE, PATCH, SPRITE = 48, 8, 8
 

@@ -26,9 +26,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from spirl.config import REPO_ROOT as ROOT
-from spirl.config import load_params
-from spirl.pipeline import dvc_file, jobs, param_files
+from spirl.params import REPO_ROOT as ROOT
+from spirl.params import load_params
+from spirl.workflow.plan import dvc_file, jobs, param_files
 
 pytestmark = pytest.mark.slow
 

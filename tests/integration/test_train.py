@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from spirl.config import REPO_ROOT as ROOT
-from spirl.mae import MAEConfig, MaskedAutoencoder
-from spirl.pretrain import save_model
+from spirl.params import REPO_ROOT as ROOT
+from spirl.saliency.mae import MAEConfig, MaskedAutoencoder
+from spirl.saliency.pretrain import save_model
 
 OVERLAY = """
 atari: {max_episode_agent_steps: 60, frame_size_px: 48}

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from spirl.agent import Agent, build_qnetwork, frame_spec
-from spirl.config import REPO_ROOT, load_params, resolve_variant
-from spirl.networks import parameter_count
+from spirl.agents.agent import Agent, build_qnetwork, frame_spec
+from spirl.common.nn import parameter_count
+from spirl.params import REPO_ROOT, load_params, resolve_variant
 
 
 @pytest.fixture(scope="module")
@@ -145,12 +145,12 @@ def test_reworked_learner_matches_the_plain_update(params, variant, monkeypatch)
     """Today's learner (fused Adam, the [cls]-row shortcut, next_obs converted once) against the plain one (Adam's
     per-parameter loop, the whole transformer block, each network converting its own pixels): the same losses to
     1e-5 over 300 updates, and the same weights at the end."""
-    import spirl.networks
+    import spirl.agents.networks
 
     p, _, net = make(params, variant)
     fast = Agent(net, p.agent, p.train, torch.device("cpu"), torch.Generator().manual_seed(5))
     got = _losses(fast, variant, 300)
-    monkeypatch.setattr(spirl.networks.PatchTransformerEncoder, "first_row_only", False)
+    monkeypatch.setattr(spirl.agents.networks.PatchTransformerEncoder, "first_row_only", False)
     monkeypatch.setattr(type(fast.online), "prepare", lambda self, stacks: stacks)
     _, _, net = make(params, variant)
     plain = Agent(net, p.agent, p.train, torch.device("cpu"), torch.Generator().manual_seed(5))

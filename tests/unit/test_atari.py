@@ -1,4 +1,4 @@
-"""spirl.atari: frames byte-exact against a raw ALE, resets, life loss, clipping, step cap, seeding,
+"""spirl.envs.atari: frames byte-exact against a raw ALE, resets, life loss, clipping, step cap, seeding,
 state save/restore."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 import torch
 from ale_py import Action, ALEInterface, LoggerMode, roms
 
-from spirl.atari import AtariEnv, derive_seeds, rom_id
+from spirl.envs.atari import AtariEnv, derive_seeds, rom_id
 
 PAPER = dict(frame_size_px=96, frame_skip=4, frame_stack=4, max_noops=30,
              max_episode_agent_steps=27_000, fire_on_reset=True)

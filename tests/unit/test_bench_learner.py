@@ -6,7 +6,7 @@ import importlib.util
 
 import torch
 
-from spirl.config import REPO_ROOT, load_params
+from spirl.params import REPO_ROOT, load_params
 
 
 def _learner_bench():

@@ -9,8 +9,8 @@ import typing
 import pytest
 import yaml
 
-from spirl import config as C
-from spirl.config import ConfigError
+import spirl.params as C
+from spirl.params import ConfigError
 
 ROOT = C.REPO_ROOT
 

@@ -1,4 +1,4 @@
-"""spirl.evaluation: lock-step batching, zero-padded stacks, exact returns, epsilon-greedy, torch, seeds, summary."""
+"""training.evaluation: lock-step batching, zero-padded stacks, exact returns, epsilon-greedy, torch, seeds, summary."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from spirl.config import AtariParams
-from spirl.evaluation import EvalResult, eval_seeds, evaluate, make_eval_envs, summarize
-from spirl.seeding import derive_seed
+from spirl.common.seeding import derive_seed
+from spirl.params import AtariParams
+from spirl.training.evaluation import EvalResult, eval_seeds, evaluate, make_eval_envs, summarize
 
 PAPER_ATARI = AtariParams(frame_size_px=96, frame_skip=4, frame_stack=4, max_noops=30,
                           max_episode_agent_steps=27_000, fire_on_reset=True)

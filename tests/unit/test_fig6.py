@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from spirl.agent import build_qnetwork, frame_spec
-from spirl.attention import attention_set, fig6_masks, newest_frame_attention
-from spirl.config import REPO_ROOT, ConfigError, load_params, resolve_variant
-from spirl.io import write_npz
-from spirl.mae import MAEConfig, MaskedAutoencoder
-from spirl.pretrain import save_model
+from spirl.agents.agent import build_qnetwork, frame_spec
+from spirl.agents.attention import attention_set, fig6_masks, newest_frame_attention
+from spirl.common.io import write_npz
+from spirl.params import REPO_ROOT, ConfigError, load_params, resolve_variant
+from spirl.saliency.mae import MAEConfig, MaskedAutoencoder
+from spirl.saliency.pretrain import save_model
 
 K, D, F = 6, 8, 4
 

@@ -1,4 +1,4 @@
-"""Incremental error maps (spirl.incremental): only changed 3x3 blocks recomputed, equal to full recomputation."""
+"""Incremental error maps (saliency.incremental): only changed 3x3 blocks recomputed, equal to full recomputation."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from spirl.incremental import IncrementalErrorMaps, changed_blocks
-from spirl.mae import MAEConfig, MaskedAutoencoder
-from spirl.saliency import ErrorMapSettings, error_map
-from spirl.selection import dynamic_k_batched
+from spirl.saliency.error_maps import ErrorMapSettings, error_map
+from spirl.saliency.incremental import IncrementalErrorMaps, changed_blocks
+from spirl.saliency.mae import MAEConfig, MaskedAutoencoder
+from spirl.saliency.selection import dynamic_k_batched
 
 SETTINGS = ErrorMapSettings("normalized", 50, None)  # small passes: the batching differs from a full map's
 
@@ -81,7 +81,7 @@ def test_a_start_flag_or_an_unknown_stream_recomputes_everything(monkeypatch):
         counts.append(int(recompute.sum()))
         return original(model, frames, settings, recompute)
 
-    monkeypatch.setattr("spirl.incremental.error_map", spy)
+    monkeypatch.setattr("spirl.saliency.incremental.error_map", spy)
     inc(frames[:1], ["a"], [False])  # the same frame again: nothing changed
     inc(frames[1:], ["a"], [True])  # an episode start: everything
     inc(frames[1:], ["b"], [False])  # a stream never seen: everything
@@ -91,7 +91,7 @@ def test_a_start_flag_or_an_unknown_stream_recomputes_everything(monkeypatch):
 
 
 def test_an_ordered_stream_in_passes_equals_full_maps():
-    from spirl.incremental import sequence_error_maps
+    from spirl.saliency.incremental import sequence_error_maps
 
     model = _model(2)
     rng = np.random.default_rng(2)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spirl.io import atomic_path, read_json, write_json, write_npz
-from spirl.seeding import derive_seed, generator
+from spirl.common.io import atomic_path, read_json, write_json, write_npz
+from spirl.common.seeding import derive_seed, generator
 
 
 def test_npz_is_byte_identical_for_equal_arrays_and_loads(tmp_path):

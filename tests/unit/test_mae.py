@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from spirl.mae import (
+from spirl.saliency.mae import (
     MAEConfig,
     MaskedAutoencoder,
     normalized_patches,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from spirl.config import REPO_ROOT
+from spirl.params import REPO_ROOT
 
 RUN = Path("runs/spirl/100k/Frostbite/0")
 MAE = Path("mae/Frostbite")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spirl.config import REPO_ROOT, load_params
-from spirl.mr import CANDIDATE_KEYS, candidates, summarize_ks, uncapped_ks
-from spirl.selection import dynamic_k
+from spirl.params import REPO_ROOT, load_params
+from spirl.saliency.mr import CANDIDATE_KEYS, candidates, summarize_ks, uncapped_ks
+from spirl.saliency.selection import dynamic_k
 
 
 @pytest.fixture(scope="module")

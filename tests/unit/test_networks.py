@@ -11,14 +11,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from spirl.networks import (
+from spirl.agents.networks import (
     PatchTransformerEncoder,
     PixelEncoder,
     TransformerBlock,
-    conv_output_size,
-    parameter_count,
-    to_gray84,
 )
+from spirl.common.nn import conv_output_size, parameter_count
+from spirl.envs.preprocess import to_gray84
 
 VARIANTS = list(itertools.product([False, True], ["cls", "mean"], ["zero", "trainable", "masked"]))
 B, FR, K, D, T, H = 3, 4, 6, 64, 32, 8

@@ -10,9 +10,9 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from spirl.atari import AtariEnv
-from spirl.config import REPO_ROOT, load_params
-from spirl.objects import (
+from spirl.common.seeding import derive_seed
+from spirl.envs.atari import AtariEnv
+from spirl.envs.objects import (
     ObjectBox,
     box_patches,
     frame_metrics,
@@ -25,7 +25,7 @@ from spirl.objects import (
     selection_masks,
     unpack_objects,
 )
-from spirl.seeding import derive_seed
+from spirl.params import REPO_ROOT, load_params
 
 PAPER = {"frame_px": 96, "patch_px": 8}  # 12 x 12 grid, N = 144
 SMOKE = {"frame_px": 40, "patch_px": 8}  # conf/smoke.yaml: 5 x 5 grid of 8-px patches, N = 25
@@ -286,7 +286,7 @@ def test_pack_unpack_roundtrip_and_dynamic_rule():
 
 
 def test_pack_objects_through_npz(tmp_path):
-    from spirl.io import write_npz
+    from spirl.common.io import write_npz
 
     arrays = pack_objects([[("Shark", (20, 80, 8, 7), False)]])
     write_npz(tmp_path / "objects.npz", arrays)

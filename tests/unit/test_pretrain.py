@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from spirl import pretrain as P
-from spirl.config import REPO_ROOT, load_params
+from spirl.params import REPO_ROOT, load_params
+from spirl.saliency import pretrain as P
 
 SEEDS = {"init": 1, "sample": 2, "mask": 3}
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from spirl import rainbow
-from spirl.rainbow import (
+from spirl.agents import rainbow
+from spirl.agents.rainbow import (
     DuelingC51Head,
     NoisyLinear,
     c51_loss,

@@ -13,8 +13,8 @@ import math
 
 import pytest
 
-from spirl.config import REPO_ROOT, ConfigError, load_params
-from spirl.tables import REFERENCE_COLUMNS, read_reference
+from spirl.params import REPO_ROOT, ConfigError, load_params
+from spirl.reporting.tables import REFERENCE_COLUMNS, read_reference
 
 REFERENCE = REPO_ROOT / "data" / "reference" / "paper_scores.csv"
 F, M, S, B = "Frostbite", "MsPacman", "Seaquest", "BattleZone"

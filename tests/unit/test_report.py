@@ -1,10 +1,10 @@
-"""Report sections (spirl.report): run times over resumes, the MAE and mr tables, missing records named."""
+"""Report sections (spirl.reporting.report): run times over resumes, the MAE and mr tables, missing records named."""
 
 from __future__ import annotations
 
 import json
 
-from spirl.report import image_lines, run_section, saliency_section
+from spirl.reporting.report import image_lines, run_section, saliency_section
 
 STATUS = [{"variant": "de_rainbow", "regime": "100k", "game": "Seaquest", "seed": "0", "status": "complete",
            "metric": "final_mean", "score": "512.5"},

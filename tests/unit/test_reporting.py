@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from spirl import reporting as rp
+from spirl.reporting import statistics as rp
 
 # 4 runs x 2 games; game 1 scores exceed 1, so the optimality gap's clipping matters.
 HAND = np.array([[0.2, 1.5],

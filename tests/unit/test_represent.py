@@ -1,4 +1,4 @@
-"""The per-frame representation of each variant (spirl.represent): what runs on every new frame, per scorer."""
+"""The per-frame representation of each variant (spirl.agents.represent): what runs on every new frame, per scorer."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from spirl import represent as T
-from spirl import scorers as S
-from spirl.agent import frame_spec
-from spirl.config import REPO_ROOT, load_params, resolve_variant
-from spirl.mae import MAEConfig, MaskedAutoencoder
-from spirl.saliency import ErrorMapSettings, embed_selected, error_map
-from spirl.selection import select_batched
+from spirl.agents import represent as T
+from spirl.agents.agent import frame_spec
+from spirl.params import REPO_ROOT, load_params, resolve_variant
+from spirl.saliency import scorers as S
+from spirl.saliency.error_maps import ErrorMapSettings, embed_selected, error_map
+from spirl.saliency.mae import MAEConfig, MaskedAutoencoder
+from spirl.saliency.selection import select_batched
 
 SETTINGS = ErrorMapSettings("normalized", 100, None)
 
@@ -75,7 +75,7 @@ def _moving_stream(n: int, size: int = 32, seed: int = 3) -> np.ndarray:
 @pytest.mark.parametrize("scorer", ["mae_surround", "mae_untrained", "frame_diff", "random", "wu_mask"])
 def test_every_scorer_selects_from_its_own_scores(scorer):
     """Represent = the scorer's scores -> dynamic-K at K_max -> the MAE encoder's embedding (shared by all)."""
-    from spirl.wu import WuAttention, patch_scores
+    from spirl.saliency.wu import WuAttention, patch_scores
 
     params, mae, spec, _ = _setup("spirl", 5)
     params = _with_scorer(params, scorer)

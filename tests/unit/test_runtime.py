@@ -1,4 +1,4 @@
-"""spirl.runtime: one GPU slot per process through flock, and setup_torch on a CPU-only machine."""
+"""spirl.common.runtime: one GPU slot per process through flock, and setup_torch on a CPU-only machine."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import time
 import pytest
 import torch
 
-from spirl import runtime as R
-from spirl.config import ConfigError, RuntimeParams
+from spirl.common import runtime as R
+from spirl.params import ConfigError, RuntimeParams
 
 CPU = RuntimeParams(device="cpu", torch_threads=1, pretrain_precision="bf16", saliency_precision="fp32",
                     saliency_memory_mb=4096, seeds_per_job=1, compile_learner=False)
@@ -152,7 +152,7 @@ def test_setup_torch_claims_one_of_several_gpus(monkeypatch, tmp_path):
 
 
 def test_committed_defaults_select_in_fp32_and_pretrain_in_bf16_on_a_gpu():
-    from spirl.config import REPO_ROOT, load_params
+    from spirl.params import REPO_ROOT, load_params
 
     runtime = load_params([REPO_ROOT / "params.yaml"]).runtime
     gpu = torch.device("cuda", 0)  # autocast_dtype only reads the device type

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from spirl.mae import MAEConfig, MaskedAutoencoder, normalized_patches, patchify
-from spirl.saliency import (
+from spirl.saliency.error_maps import (
     ErrorMapSettings,
     decoder_sequence_bytes,
     embed_selected,
@@ -17,6 +16,7 @@ from spirl.saliency import (
     neighbourhood_groups,
     surroundings_predictions,
 )
+from spirl.saliency.mae import MAEConfig, MaskedAutoencoder, normalized_patches, patchify
 
 FP32 = ErrorMapSettings("normalized", 10**6, None)  # effectively one pass per neighbour-count group
 
@@ -208,7 +208,7 @@ def test_error_map_is_the_mse_of_the_surroundings_predictions():
 
 
 def test_benchmark_reference_equals_error_map():
-    from spirl.saliency import error_map_reference
+    from spirl.saliency.error_maps import error_map_reference
 
     model = MaskedAutoencoder(MAEConfig(img_size=32), generator=torch.Generator().manual_seed(6))
     frames = np.random.default_rng(7).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
@@ -236,7 +236,7 @@ def test_raw_error_space_is_the_mse_in_pixel_units():
 def test_a_pass_never_exceeds_its_sequence_budget(monkeypatch):
     """Every decoder call of an error map (and of Fig. 2's predictions) holds <= max_sequences sequences, and the
     budgeted map equals one unbudgeted call: values to 1e-6, dynamic-K selections identical."""
-    from spirl.selection import dynamic_k_batched
+    from spirl.saliency.selection import dynamic_k_batched
 
     model = _model(48, seed=10)
     frames = _frames(6, 48, seed=11)  # 6 frames x 36 targets = 216 decoder sequences
@@ -272,8 +272,8 @@ def test_sequence_budget_from_memory():
 
 
 def test_normalized_maps_give_both_error_spaces():
-    from spirl.mr import normalized_maps
-    from spirl.saliency import in_space
+    from spirl.saliency.error_maps import in_space
+    from spirl.saliency.mr import normalized_maps
 
     model = _model(32, seed=12)
     frames = _frames(5, 32, seed=13)

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from spirl.mae import MAEConfig, MaskedAutoencoder, patchify
-from spirl.saliency import ErrorMapSettings, error_map
-from spirl.scorers import SCORERS, check_scorer, frame_diff, random_scores, score_frames
-from spirl.selection import dynamic_k_batched
-from spirl.wu import WuAttention, patch_scores
+from spirl.saliency.error_maps import ErrorMapSettings, error_map
+from spirl.saliency.mae import MAEConfig, MaskedAutoencoder, patchify
+from spirl.saliency.scorers import SCORERS, check_scorer, frame_diff, random_scores, score_frames
+from spirl.saliency.selection import dynamic_k_batched
+from spirl.saliency.wu import WuAttention, patch_scores
 
 BACKGROUND, SPRITE = 20, 230
 
@@ -168,9 +168,9 @@ def test_score_frames_dispatches_to_each_scorer():
 
 
 def test_sequence_scores_match_the_stream_scorer_and_do_not_depend_on_the_batch():
-    """The mr stage's ordered-archive scores (spirl.scorers.sequence_scores) equal what one env's stream scorer sees
+    """The mr stage's ordered-archive scores (scorers.sequence_scores) equal what one env's stream scorer sees
     frame by frame (episode starts included), whatever the batch size; random draws row after row."""
-    from spirl.scorers import FrameDiffStreamScorer, random_scores, sequence_scores
+    from spirl.saliency.scorers import FrameDiffStreamScorer, random_scores, sequence_scores
 
     rng = np.random.default_rng(5)
     frames = rng.integers(0, 256, (9, 16, 16, 3), dtype=np.uint8)

@@ -1,4 +1,4 @@
-"""Reading runs back (spirl.scores): eval schedules, final metrics, run completeness, tidy rows, bins.
+"""Reading runs back (spirl.reporting.scores): eval schedules, final metrics, run completeness, tidy rows, bins.
 
 Every expected number is worked out by hand in the test; the smoke profile's regimes are
 100k: 300 env steps, one evaluation at 300 (final_mean); 400k: 400 env steps, evaluations at 200 and 400
@@ -13,8 +13,8 @@ import math
 import numpy as np
 import pytest
 
-from spirl.config import REPO_ROOT, load_params
-from spirl.scores import (
+from spirl.params import REPO_ROOT, load_params
+from spirl.reporting.scores import (
     RunResult,
     bin_means,
     episode_rows,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from spirl.selection import (
+from spirl.saliency.selection import (
     _two_step_slopes,
     all_patches,
     all_patches_batched,

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from spirl.agent import Agent, build_qnetwork, frame_spec
-from spirl.config import REPO_ROOT, load_params, resolve_variant
-from spirl.multiseed import StackedAgents, clip_grad_norm_per_seed
+from spirl.agents.agent import Agent, build_qnetwork, frame_spec
+from spirl.agents.multiseed import StackedAgents, clip_grad_norm_per_seed
+from spirl.params import REPO_ROOT, load_params, resolve_variant
 
 
 def test_clipping_per_seed_equals_torch_clipping_each_seed_alone():

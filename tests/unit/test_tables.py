@@ -1,4 +1,4 @@
-"""The paper's tables from runs (spirl.tables, src/make_tables.py), on fake run files with chosen returns.
+"""The paper's tables from runs (spirl.reporting.tables, src/make_tables.py), on fake run files with chosen returns.
 
 Profile: smoke (games Frostbite, Seaquest; 100k = one evaluation at env step 300, final_mean; 400k =
 evaluations at 200 and 400, best_median; DE-Rainbow-P evaluates at 300 - 100 = 200; 2 eval envs), with
@@ -17,10 +17,10 @@ import sys
 
 import pytest
 
-from spirl.config import REPO_ROOT, params_from_dict, read_params
-from spirl.pipeline import table_runs
-from spirl.scores import RUN_FIELDS, load_run
-from spirl.tables import build_table, pretraining_time_rows, read_reference, table_columns, to_markdown
+from spirl.params import REPO_ROOT, params_from_dict, read_params
+from spirl.reporting.scores import RUN_FIELDS, load_run
+from spirl.reporting.tables import build_table, pretraining_time_rows, read_reference, table_columns, to_markdown
+from spirl.workflow.plan import table_runs
 
 REFERENCE = REPO_ROOT / "data" / "reference" / "paper_scores.csv"
 RAW = read_params([REPO_ROOT / "params.yaml", REPO_ROOT / "conf" / "smoke.yaml"])
@@ -316,7 +316,7 @@ def test_make_tables_script_wrong_number_of_runs(tmp_path):
 
 
 def test_paper_z_places_a_measurement_in_the_papers_spread():
-    from spirl.tables import paper_z
+    from spirl.reporting.tables import paper_z
 
     assert paper_z(943.4, 1015.2, 124.3) == pytest.approx((943.4 - 1015.2) / 124.3)  # -0.578: within 2 std
     assert paper_z(1300.0, 341.4, 277.8) == pytest.approx(3.4507, abs=1e-4)  # outside
@@ -348,7 +348,7 @@ def test_a_run_limited_to_some_games_leaves_the_others_unrequested(tmp_path, ref
 def test_criteria_table_reports_each_scorers_object_recall_beside_the_returns(tmp_path, reference):
     """The criteria table: the scorers' runs (SPIRL's paper value beside SPIRL, DE-Rainbow reported), then per game
     and scorer the recall / mean K / lift from the saliency_quality JSON, with CIs, and a missing game said so."""
-    from spirl.tables import criteria_quality_rows
+    from spirl.reporting.tables import criteria_quality_rows
 
     params = make_params()
     scorers = {s: {"n_frames": 500, "recall": {"value": 0.5 + 0.1 * i, "ci": [0.4 + 0.1 * i, 0.6 + 0.1 * i]},

@@ -1,5 +1,5 @@
 """Measured and expected device hours: stage sums and the per-table estimate from run benchmarks; the training
-clock's exclusive parts (spirl.train.Stopwatch)."""
+clock's exclusive parts (spirl.training.loop.Stopwatch)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import math
 
 import pytest
 
-from spirl.config import REPO_ROOT, load_params
-from spirl.pipeline import param_files, table_runs
-from spirl.timing import bench_run_times, estimate_hours, stage_hours
+from spirl.params import REPO_ROOT, load_params
+from spirl.reporting.timing import bench_run_times, estimate_hours, stage_hours
+from spirl.workflow.plan import param_files, table_runs
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_rehearsal_extrapolations_fill_in_where_no_run_was_measured(tmp_path, sm
 
 
 def test_total_seconds_of_resumed_jobs():
-    from spirl.timing import total_seconds
+    from spirl.reporting.timing import total_seconds
 
     assert total_seconds({"wall_time_s": 10.0}) == 10.0  # one process
     assert total_seconds({"wall_time_s": 10.0, "wall_time_total_s": 70.0, "resumed": True}) == 70.0
@@ -81,7 +81,7 @@ def test_total_seconds_of_resumed_jobs():
 def test_stopwatch_parts_nest_exclusively(monkeypatch):
     """A part opened inside another (a checkpoint written during an evaluation) takes its seconds from the outer
     one: each second counts once, toward the innermost open part (hand-worked on a fake clock)."""
-    import spirl.train as train
+    import spirl.training.loop as train
 
     now = [0.0]
     monkeypatch.setattr(train.time, "perf_counter", lambda: now[0])

@@ -11,13 +11,14 @@ import pytest
 import torch
 from torch import nn
 
-from spirl.config import REPO_ROOT, load_params
-from spirl.io import write_npz
-from spirl.networks import parameter_count, to_gray84
-from spirl.scorers import frame_diff, random_scores
-from spirl.seeding import derive_seed
-from spirl.selection import dynamic_k_batched
-from spirl.wu import (
+from spirl.common.io import write_npz
+from spirl.common.nn import parameter_count
+from spirl.common.seeding import derive_seed
+from spirl.envs.preprocess import to_gray84
+from spirl.params import REPO_ROOT, load_params
+from spirl.saliency.scorers import frame_diff, random_scores
+from spirl.saliency.selection import dynamic_k_batched
+from spirl.saliency.wu import (
     MASK_SIZE,
     WuAttention,
     WuOutput,
@@ -43,7 +44,7 @@ from spirl.wu import (
     wu_loss,
     wu_seeds,
 )
-from spirl.wu import fingerprint as wu_fingerprint
+from spirl.saliency.wu import fingerprint as wu_fingerprint
 
 
 def _conv_params(c_in: int, c_out: int, k: int) -> int:

@@ -6,8 +6,8 @@ def train_job(wildcards, seeds=None):
     """The job: its inputs depend on the variant (MAE and mr for spirl, frames for a pre-fill)."""
     wc = dict(wildcards)
     if seeds is not None:
-        wc["seed"] = pipeline.seed_group_label(seeds)
-    return pipeline.train_job(PARAMS, wc)
+        wc["seed"] = plan.seed_group_label(seeds)
+    return plan.train_job(PARAMS, wc)
 
 
 if PARAMS.runtime.seeds_per_job == 1:
@@ -15,14 +15,14 @@ if PARAMS.runtime.seeds_per_job == 1:
     rule train:
         input:
             unpack(lambda wc: train_job(wc).inputs),
-            code=pipeline.TRAIN.code,
+            code=plan.TRAIN.code,
         output:
-            **stage_job(pipeline.TRAIN).outputs,
+            **stage_job(plan.TRAIN).outputs,
         log:
-            stage_job(pipeline.TRAIN).log,
+            stage_job(plan.TRAIN).log,
         params:
             cmd=lambda wc: train_job(wc).cmd,
-            sections=lambda wc: pipeline.section_values(PARAMS, pipeline.TRAIN, dict(wc)),
+            sections=lambda wc: plan.section_values(PARAMS, plan.TRAIN, dict(wc)),
         threads: PARAMS.runtime.torch_threads
         resources:
             gpu=GPU,
@@ -36,17 +36,17 @@ else:
     _settings = getattr(workflow, "resource_settings", None)
     _train_set = getattr(_settings, "overwrite_resources", {}).get("train", {})  # Snakemake Resource objects
     _train_resources = {"gpu": GPU, **{name: getattr(value, "raw", value) for name, value in _train_set.items()}}
-    for _seeds, _variants in pipeline.seed_groups(PARAMS).items():
+    for _seeds, _variants in plan.seed_groups(PARAMS).items():
         _template = {w: "{" + w + "}" for w in ("variant", "regime", "game")}
-        _group = pipeline.Job(pipeline.TRAIN, PROFILE, {**_template, "seed": pipeline.seed_group_label(_seeds)},
+        _group = plan.Job(plan.TRAIN, PROFILE, {**_template, "seed": plan.seed_group_label(_seeds)},
                               seeds=_seeds)
 
         rule:
             name:
-                f"train_seeds_{pipeline.seed_group_label(_seeds).replace('-', '_')}"
+                f"train_seeds_{plan.seed_group_label(_seeds).replace('-', '_')}"
             input:
                 unpack(lambda wc, seeds=_seeds: train_job(wc, seeds).inputs),
-                code=pipeline.TRAIN.code,
+                code=plan.TRAIN.code,
             output:
                 **_group.outputs,
             log:
@@ -55,7 +55,7 @@ else:
                 variant="|".join(_variants),
             params:
                 cmd=lambda wc, seeds=_seeds: train_job(wc, seeds).cmd,
-                sections=lambda wc: pipeline.section_values(PARAMS, pipeline.TRAIN, dict(wc)),
+                sections=lambda wc: plan.section_values(PARAMS, plan.TRAIN, dict(wc)),
             threads: PARAMS.runtime.torch_threads
             resources:
                 **_train_resources,

@@ -2,14 +2,14 @@
 
 rule collect:
     input:
-        code=pipeline.COLLECT.code,
+        code=plan.COLLECT.code,
     output:
-        **stage_job(pipeline.COLLECT).outputs,
+        **stage_job(plan.COLLECT).outputs,
     log:
-        stage_job(pipeline.COLLECT).log,
+        stage_job(plan.COLLECT).log,
     params:
-        cmd=stage_cmd(pipeline.COLLECT),
-        sections=pipeline.section_values(PARAMS, pipeline.COLLECT),
+        cmd=stage_cmd(plan.COLLECT),
+        sections=plan.section_values(PARAMS, plan.COLLECT),
     threads: 1
     shell:
         "{params.cmd}"

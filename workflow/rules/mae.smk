@@ -2,15 +2,15 @@
 
 rule pretrain_mae:
     input:
-        code=pipeline.PRETRAIN_MAE.code,
-        **stage_job(pipeline.PRETRAIN_MAE).inputs,
+        code=plan.PRETRAIN_MAE.code,
+        **stage_job(plan.PRETRAIN_MAE).inputs,
     output:
-        **stage_job(pipeline.PRETRAIN_MAE).outputs,
+        **stage_job(plan.PRETRAIN_MAE).outputs,
     log:
-        stage_job(pipeline.PRETRAIN_MAE).log,
+        stage_job(plan.PRETRAIN_MAE).log,
     params:
-        cmd=stage_cmd(pipeline.PRETRAIN_MAE),
-        sections=pipeline.section_values(PARAMS, pipeline.PRETRAIN_MAE),
+        cmd=stage_cmd(plan.PRETRAIN_MAE),
+        sections=plan.section_values(PARAMS, plan.PRETRAIN_MAE),
     threads: PARAMS.runtime.torch_threads
     resources:
         gpu=GPU,
@@ -20,15 +20,15 @@ rule pretrain_mae:
 
 rule estimate_mr:
     input:
-        code=pipeline.ESTIMATE_MR.code,
-        **stage_job(pipeline.ESTIMATE_MR).inputs,
+        code=plan.ESTIMATE_MR.code,
+        **stage_job(plan.ESTIMATE_MR).inputs,
     output:
-        **stage_job(pipeline.ESTIMATE_MR).outputs,
+        **stage_job(plan.ESTIMATE_MR).outputs,
     log:
-        stage_job(pipeline.ESTIMATE_MR).log,
+        stage_job(plan.ESTIMATE_MR).log,
     params:
-        cmd=stage_cmd(pipeline.ESTIMATE_MR),
-        sections=pipeline.section_values(PARAMS, pipeline.ESTIMATE_MR),
+        cmd=stage_cmd(plan.ESTIMATE_MR),
+        sections=plan.section_values(PARAMS, plan.ESTIMATE_MR),
     threads: PARAMS.runtime.torch_threads
     resources:
         gpu=GPU,
@@ -38,15 +38,15 @@ rule estimate_mr:
 
 rule saliency_figures:
     input:
-        code=pipeline.SALIENCY_FIGURES.code,
-        **stage_job(pipeline.SALIENCY_FIGURES).inputs,
+        code=plan.SALIENCY_FIGURES.code,
+        **stage_job(plan.SALIENCY_FIGURES).inputs,
     output:
-        **stage_job(pipeline.SALIENCY_FIGURES).outputs,
+        **stage_job(plan.SALIENCY_FIGURES).outputs,
     log:
-        stage_job(pipeline.SALIENCY_FIGURES).log,
+        stage_job(plan.SALIENCY_FIGURES).log,
     params:
-        cmd=stage_cmd(pipeline.SALIENCY_FIGURES),
-        sections=pipeline.section_values(PARAMS, pipeline.SALIENCY_FIGURES),
+        cmd=stage_cmd(plan.SALIENCY_FIGURES),
+        sections=plan.section_values(PARAMS, plan.SALIENCY_FIGURES),
     threads: PARAMS.runtime.torch_threads
     resources:
         gpu=GPU,
@@ -56,15 +56,15 @@ rule saliency_figures:
 
 rule fig8:
     input:
-        unpack(stage_inputs(pipeline.FIG8)),
-        code=pipeline.FIG8.code,
+        unpack(stage_inputs(plan.FIG8)),
+        code=plan.FIG8.code,
     output:
-        **stage_job(pipeline.FIG8).outputs,
+        **stage_job(plan.FIG8).outputs,
     log:
-        stage_job(pipeline.FIG8).log,
+        stage_job(plan.FIG8).log,
     params:
-        cmd=stage_cmd(pipeline.FIG8),
-        sections=pipeline.section_values(PARAMS, pipeline.FIG8),
+        cmd=stage_cmd(plan.FIG8),
+        sections=plan.section_values(PARAMS, plan.FIG8),
     shell:
         "{params.cmd}"
 
@@ -73,15 +73,15 @@ rule fig8:
 
 rule pretrain_wu:
     input:
-        code=pipeline.PRETRAIN_WU.code,
-        **stage_job(pipeline.PRETRAIN_WU).inputs,
+        code=plan.PRETRAIN_WU.code,
+        **stage_job(plan.PRETRAIN_WU).inputs,
     output:
-        **stage_job(pipeline.PRETRAIN_WU).outputs,
+        **stage_job(plan.PRETRAIN_WU).outputs,
     log:
-        stage_job(pipeline.PRETRAIN_WU).log,
+        stage_job(plan.PRETRAIN_WU).log,
     params:
-        cmd=stage_cmd(pipeline.PRETRAIN_WU),
-        sections=pipeline.section_values(PARAMS, pipeline.PRETRAIN_WU),
+        cmd=stage_cmd(plan.PRETRAIN_WU),
+        sections=plan.section_values(PARAMS, plan.PRETRAIN_WU),
     threads: PARAMS.runtime.torch_threads
     resources:
         gpu=GPU,
@@ -91,17 +91,17 @@ rule pretrain_wu:
 
 rule estimate_mr_scorer:
     input:
-        unpack(stage_inputs(pipeline.ESTIMATE_MR_SCORER)),
-        code=pipeline.ESTIMATE_MR_SCORER.code,
+        unpack(stage_inputs(plan.ESTIMATE_MR_SCORER)),
+        code=plan.ESTIMATE_MR_SCORER.code,
     output:
-        **stage_job(pipeline.ESTIMATE_MR_SCORER).outputs,
+        **stage_job(plan.ESTIMATE_MR_SCORER).outputs,
     log:
-        stage_job(pipeline.ESTIMATE_MR_SCORER).log,
+        stage_job(plan.ESTIMATE_MR_SCORER).log,
     wildcard_constraints:
-        scorer="|".join(s for s in pipeline.SCORERS if s != "mae_surround"),
+        scorer="|".join(s for s in plan.SCORERS if s != "mae_surround"),
     params:
-        cmd=stage_cmd(pipeline.ESTIMATE_MR_SCORER),
-        sections=pipeline.section_values(PARAMS, pipeline.ESTIMATE_MR_SCORER),
+        cmd=stage_cmd(plan.ESTIMATE_MR_SCORER),
+        sections=plan.section_values(PARAMS, plan.ESTIMATE_MR_SCORER),
     threads: PARAMS.runtime.torch_threads
     resources:
         gpu=GPU,
@@ -111,14 +111,14 @@ rule estimate_mr_scorer:
 
 rule objects:
     input:
-        code=pipeline.OBJECTS.code,
+        code=plan.OBJECTS.code,
     output:
-        **stage_job(pipeline.OBJECTS).outputs,
+        **stage_job(plan.OBJECTS).outputs,
     log:
-        stage_job(pipeline.OBJECTS).log,
+        stage_job(plan.OBJECTS).log,
     params:
-        cmd=stage_cmd(pipeline.OBJECTS),
-        sections=pipeline.section_values(PARAMS, pipeline.OBJECTS),
+        cmd=stage_cmd(plan.OBJECTS),
+        sections=plan.section_values(PARAMS, plan.OBJECTS),
     threads: 1
     shell:
         "{params.cmd}"
@@ -126,15 +126,15 @@ rule objects:
 
 rule saliency_quality:
     input:
-        unpack(stage_inputs(pipeline.SALIENCY_QUALITY)),
-        code=pipeline.SALIENCY_QUALITY.code,
+        unpack(stage_inputs(plan.SALIENCY_QUALITY)),
+        code=plan.SALIENCY_QUALITY.code,
     output:
-        **stage_job(pipeline.SALIENCY_QUALITY).outputs,
+        **stage_job(plan.SALIENCY_QUALITY).outputs,
     log:
-        stage_job(pipeline.SALIENCY_QUALITY).log,
+        stage_job(plan.SALIENCY_QUALITY).log,
     params:
-        cmd=stage_cmd(pipeline.SALIENCY_QUALITY),
-        sections=pipeline.section_values(PARAMS, pipeline.SALIENCY_QUALITY),
+        cmd=stage_cmd(plan.SALIENCY_QUALITY),
+        sections=plan.section_values(PARAMS, plan.SALIENCY_QUALITY),
     threads: PARAMS.runtime.torch_threads
     resources:
         gpu=GPU,
@@ -144,14 +144,14 @@ rule saliency_quality:
 
 rule quality_table:
     input:
-        unpack(stage_inputs(pipeline.QUALITY_TABLE)),
-        code=pipeline.QUALITY_TABLE.code,
+        unpack(stage_inputs(plan.QUALITY_TABLE)),
+        code=plan.QUALITY_TABLE.code,
     output:
-        **stage_job(pipeline.QUALITY_TABLE).outputs,
+        **stage_job(plan.QUALITY_TABLE).outputs,
     log:
-        stage_job(pipeline.QUALITY_TABLE).log,
+        stage_job(plan.QUALITY_TABLE).log,
     params:
-        cmd=stage_cmd(pipeline.QUALITY_TABLE),
-        sections=pipeline.section_values(PARAMS, pipeline.QUALITY_TABLE),
+        cmd=stage_cmd(plan.QUALITY_TABLE),
+        sections=plan.section_values(PARAMS, plan.QUALITY_TABLE),
     shell:
         "{params.cmd}"

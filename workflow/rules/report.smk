@@ -3,75 +3,75 @@
 
 rule aggregate:
     input:
-        unpack(stage_inputs(pipeline.AGGREGATE)),
-        code=pipeline.AGGREGATE.code,
+        unpack(stage_inputs(plan.AGGREGATE)),
+        code=plan.AGGREGATE.code,
     output:
-        **stage_job(pipeline.AGGREGATE).outputs,
+        **stage_job(plan.AGGREGATE).outputs,
     log:
-        stage_job(pipeline.AGGREGATE).log,
+        stage_job(plan.AGGREGATE).log,
     params:
-        cmd=stage_cmd(pipeline.AGGREGATE),
-        sections=pipeline.section_values(PARAMS, pipeline.AGGREGATE),
+        cmd=stage_cmd(plan.AGGREGATE),
+        sections=plan.section_values(PARAMS, plan.AGGREGATE),
     shell:
         "{params.cmd}"
 
 
 rule table:
     input:
-        unpack(stage_inputs(pipeline.TABLE)),
-        code=pipeline.TABLE.code,
+        unpack(stage_inputs(plan.TABLE)),
+        code=plan.TABLE.code,
     output:
-        **stage_job(pipeline.TABLE).outputs,
+        **stage_job(plan.TABLE).outputs,
     log:
-        stage_job(pipeline.TABLE).log,
+        stage_job(plan.TABLE).log,
     params:
-        cmd=stage_cmd(pipeline.TABLE),
-        sections=pipeline.section_values(PARAMS, pipeline.TABLE),
+        cmd=stage_cmd(plan.TABLE),
+        sections=plan.section_values(PARAMS, plan.TABLE),
     shell:
         "{params.cmd}"
 
 
 rule publish:
     input:
-        unpack(stage_inputs(pipeline.PUBLISH)),
-        code=pipeline.PUBLISH.code,
+        unpack(stage_inputs(plan.PUBLISH)),
+        code=plan.PUBLISH.code,
     output:
-        **stage_job(pipeline.PUBLISH).outputs,
+        **stage_job(plan.PUBLISH).outputs,
     log:
-        stage_job(pipeline.PUBLISH).log,
+        stage_job(plan.PUBLISH).log,
     params:
-        cmd=stage_cmd(pipeline.PUBLISH),
-        sections=pipeline.section_values(PARAMS, pipeline.PUBLISH),
+        cmd=stage_cmd(plan.PUBLISH),
+        sections=plan.section_values(PARAMS, plan.PUBLISH),
     shell:
         "{params.cmd}"
 
 
 rule figures:
     input:
-        unpack(stage_inputs(pipeline.FIGURES)),
-        code=pipeline.FIGURES.code,
+        unpack(stage_inputs(plan.FIGURES)),
+        code=plan.FIGURES.code,
     output:
-        **stage_job(pipeline.FIGURES).outputs,
+        **stage_job(plan.FIGURES).outputs,
     log:
-        stage_job(pipeline.FIGURES).log,
+        stage_job(plan.FIGURES).log,
     params:
-        cmd=stage_cmd(pipeline.FIGURES),
-        sections=pipeline.section_values(PARAMS, pipeline.FIGURES),
+        cmd=stage_cmd(plan.FIGURES),
+        sections=plan.section_values(PARAMS, plan.FIGURES),
     shell:
         "{params.cmd}"
 
 
 rule fig6:
     input:
-        unpack(stage_inputs(pipeline.FIG6)),
-        code=pipeline.FIG6.code,
+        unpack(stage_inputs(plan.FIG6)),
+        code=plan.FIG6.code,
     output:
-        **stage_job(pipeline.FIG6).outputs,
+        **stage_job(plan.FIG6).outputs,
     log:
-        stage_job(pipeline.FIG6).log,
+        stage_job(plan.FIG6).log,
     params:
-        cmd=stage_cmd(pipeline.FIG6),
-        sections=pipeline.section_values(PARAMS, pipeline.FIG6),
+        cmd=stage_cmd(plan.FIG6),
+        sections=plan.section_values(PARAMS, plan.FIG6),
     threads: PARAMS.runtime.torch_threads
     resources:
         gpu=GPU,
@@ -81,14 +81,14 @@ rule fig6:
 
 rule report:
     input:
-        unpack(stage_inputs(pipeline.REPORT)),
-        code=pipeline.REPORT.code,
+        unpack(stage_inputs(plan.REPORT)),
+        code=plan.REPORT.code,
     output:
-        **stage_job(pipeline.REPORT).outputs,
+        **stage_job(plan.REPORT).outputs,
     log:
-        stage_job(pipeline.REPORT).log,
+        stage_job(plan.REPORT).log,
     params:
-        cmd=stage_cmd(pipeline.REPORT),
-        sections=pipeline.section_values(PARAMS, pipeline.REPORT),
+        cmd=stage_cmd(plan.REPORT),
+        sections=plan.section_values(PARAMS, plan.REPORT),
     shell:
         "{params.cmd}"

@@ -1,0 +1,494 @@
+"""The job plan that Snakemake and DVC share: jobs, paths, commands, targets (DESIGN §4).
+
+Snakemake's rules (workflow/rules/*.smk) and the generated dvc.yaml files (src/sync_dvc_yaml.py)
+both take every command, output, upstream file and code dependency from here, so the two tools run
+identical jobs; tests/integration/test_dag.py checks Snakemake's real plan against DVC. The kinds of
+job (stages) are defined in spirl.workflow.stages.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from spirl.params import (
+    SCORERS,
+    ConfigError,
+    Params,
+    params_from_dict,
+    read_params,
+    resolve_variant,
+    to_plain,
+    validate_schema,
+)
+from spirl.workflow.stages import (  # re-exported: the rules and tests use pipeline.TRAIN etc.
+    AGGREGATE,
+    COLLECT,
+    ESTIMATE_MR,
+    ESTIMATE_MR_SCORER,
+    FIG6,
+    FIG6_RUN,
+    FIG8,
+    FIGURES,
+    OBJECTS,
+    PRETRAIN_MAE,
+    PRETRAIN_WU,
+    PUBLISH,
+    QUALITY_TABLE,
+    REPORT,
+    SALIENCY_FIGURES,
+    SALIENCY_QUALITY,
+    STAGES,
+    TABLE,
+    TRAIN,
+    Stage,
+)
+
+PARAMS_FILE = "params.yaml"
+# Profiles whose reports/<profile>/ folder is committed to git as evidence a reader sees without running anything
+# (DVC still runs and locks those outputs, but with `cache: false`: tracked by git, not by DVC's cache).
+EVIDENCE_PROFILES = ("desk",)
+
+
+def overlay_file(profile: str) -> str:
+    """The conf/ overlay that defines a profile (conf/full.yaml is a no-op)."""
+    return f"conf/{profile}.yaml"
+
+
+def param_files(profile: str) -> tuple[str, str]:
+    """The parameter files every job of a profile reads, in merge order."""
+    return (PARAMS_FILE, overlay_file(profile))
+
+
+def dvc_file(profile: str) -> str:
+    """Where DVC's mirror of a profile lives: the paper profile at the root, others under pipelines/."""
+    return "dvc.yaml" if profile == "full" else f"pipelines/{profile}/dvc.yaml"
+
+
+__all__ = ["SCORERS", "AGGREGATE", "COLLECT", "ESTIMATE_MR", "ESTIMATE_MR_SCORER", "FIG6", "FIG6_RUN", "FIG8",
+           "FIGURES", "OBJECTS", "PRETRAIN_MAE", "PRETRAIN_WU", "PUBLISH", "QUALITY_TABLE", "REPORT",
+           "SALIENCY_FIGURES", "SALIENCY_QUALITY", "STAGES", "TABLE", "TRAIN", "Stage"]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One concrete job: a stage with its wildcards filled for one profile."""
+
+    stage: Stage
+    profile: str
+    wildcards: Mapping[str, str]
+    games: tuple[str, ...] = ()  # the games a gathering input spans
+    input_names: tuple[str, ...] | None = None  # the stage inputs this job reads (None: all)
+    runs: tuple[Mapping[str, str], ...] = ()  # the runs a gathering input spans
+    tables: tuple[str, ...] = ()  # the tables a gathering input spans
+    seeds: tuple[str, ...] = ()  # a TRAIN job of several seeds (runtime.seeds_per_job): its seeds; wildcards' seed
+    #                              is then the group's label, e.g. "0-4"
+    mae_games: tuple[str, ...] = ()  # the games that the stage's mae_inputs span (the report's MAE records, figures)
+    input_templates: Mapping[str, str] = field(default_factory=dict)  # inputs read from another stage's output (a
+    #                                  scorer variant's run reads its scorer's mr estimate, not the MAE's)
+
+    @property
+    def seed_wildcards(self) -> list[dict[str, str]]:
+        """The wildcards of each seed the job trains (one entry for an ordinary job)."""
+        if not self.seeds:
+            return [dict(self.wildcards)]
+        return [{**self.wildcards, "seed": seed} for seed in self.seeds]
+
+    @property
+    def name(self) -> str:
+        """Stable job name, e.g. collect-Frostbite (DVC's stage name: letters, digits, _ and - only)."""
+        return "-".join([self.stage.name, *(self.wildcards[w] for w in self.stage.wildcards)])
+
+    @property
+    def inputs(self) -> dict[str, list[str]]:
+        return expand_inputs(self.stage, self.profile, self.wildcards, self)
+
+    @property
+    def outputs(self) -> dict[str, str]:
+        """Output paths by name; a job of several seeds names them NAME-SEED (eval-0, eval-1, ...)."""
+        if not self.seeds:
+            return {k: fill(v, self.profile, self.wildcards) for k, v in self.stage.outputs.items()}
+        return {f"{k}-{wc['seed']}": fill(v, self.profile, wc) for k, v in self.stage.outputs.items()
+                for wc in self.seed_wildcards}
+
+    @property
+    def log(self) -> str:
+        return fill(self.stage.log, self.profile, self.wildcards)
+
+    @property
+    def cmd(self) -> str:
+        return command(self.stage, self.profile, self.wildcards, self)
+
+    @property
+    def sections(self) -> list[str]:
+        """The params keys the job reads (dotted paths, e.g. experiment.variants.spirl)."""
+        return [fill(section, self.profile, self.wildcards) for section in self.stage.sections]
+
+
+def fill(template: str, profile: str, wildcards: Mapping[str, str]) -> str:
+    """A path template with the profile and wildcards filled in."""
+    return template.format(profile=profile, **wildcards)
+
+
+def _free(template: str, stage: Stage) -> set[str]:
+    """The template's wildcards that the stage does not have (gathered over the job's runs/tables/games)."""
+    names = {name for _, name, _, _ in string.Formatter().parse(template) if name}
+    return names - {"profile"} - set(stage.wildcards)
+
+
+def expand_inputs(stage: Stage, profile: str, wildcards: Mapping[str, str], job: Job | None = None
+                  ) -> dict[str, list[str]]:
+    """Input paths by name; a template with wildcards the stage lacks spans the job's runs, tables or games."""
+    out = {}
+    for name, template in stage.inputs.items():
+        if job is not None and job.input_names is not None and name not in job.input_names:
+            continue
+        if job is not None:
+            template = job.input_templates.get(name, template)
+        free = _free(template, stage)
+        if "variant" in free or "seed" in free:
+            spans = list(job.runs) if job else []
+        elif "table" in free:
+            spans = [{"table": t} for t in (job.tables if job else ())]
+        elif "game" in free:
+            span_games = (job.mae_games if name in stage.mae_inputs else job.games) if job else ()
+            spans = [{"game": g} for g in span_games]
+        else:
+            spans = [{}]
+        out[name] = [fill(template, profile, {**wildcards, **span}) for span in spans]
+    return out
+
+
+def command(stage: Stage, profile: str, wildcards: Mapping[str, str], job: Job | None = None) -> str:
+    """The exact shell command of a job, identical in Snakemake and DVC."""
+    parts = ["PYTHONHASHSEED=0", stage.interpreter, stage.script, "--params", *param_files(profile)]
+    each = job.seed_wildcards if job is not None else [dict(wildcards)]  # several seeds: one value per seed
+
+    def values(template: str) -> str:
+        return " ".join(fill(template, profile, wc) for wc in each)
+
+    parts += [f"--{w} {' '.join(dict.fromkeys(wc[w] for wc in each))}" for w in stage.wildcards]  # seed: 1 or more
+    parts += [f"--{k} {v}" for k, v in stage.options.items()]
+    inputs = expand_inputs(stage, profile, wildcards, job)
+    parts += [f"--in-{k} {' '.join(v)}" for k, v in inputs.items()]
+    parts += [f"--out-{k} {values(v)}" for k, v in stage.outputs.items()]
+    if stage.work is not None:
+        parts += [f"--work {values(stage.work)}"]
+    parts += [f"--log {fill(stage.log, profile, wildcards)}"]
+    return " ".join(parts)
+
+
+def needed_games(params: Params) -> list[str]:
+    """Games that some built table needs, in experiment.games order (their frames are collected)."""
+    wanted: set[str] = set()
+    for name in params.experiment.built_tables:
+        table = params.experiment.tables[name]
+        wanted.update(params.experiment.games if table.games == "all" else table.games)
+    return [g for g in params.experiment.games if g in wanted]
+
+
+def saliency_games(params: Params) -> list[str]:
+    """Needed games whose MAE, mr estimate and Figs. 2, 3 are built (experiment.saliency_games); Fig. 8 spans them."""
+    return [g for g in needed_games(params) if g in params.experiment.mae_games]
+
+
+def train_input_names(params: Params, variant: str) -> tuple[str, ...]:
+    """What a run reads: the game's MAE and mr estimate (spirl base; its scorer's, see train_job), its Wu mask
+    (scorer wu_mask), its frames (replay pre-fill)."""
+    resolved = resolve_variant(params, variant)
+    names = ("model", "mr") if params.experiment.variants[variant].base == "spirl" else ()
+    names += ("wu",) if names and resolved.saliency.scorer == "wu_mask" else ()
+    return names + (("frames",) if resolved.replay.prefill == "pretraining" else ())
+
+
+def variant_scorer(params: Params, variant: str) -> str | None:
+    """The saliency scorer a variant's runs select patches with (None: a de_rainbow base, no selection)."""
+    if params.experiment.variants[variant].base != "spirl":
+        return None
+    return resolve_variant(params, variant).saliency.scorer
+
+
+def scorer_mr_template(scorer: str) -> str:
+    """Where a scorer's mr estimate lives: ESTIMATE_MR's for the paper's scorer, ESTIMATE_MR_SCORER's for others."""
+    if scorer == "mae_surround":
+        return ESTIMATE_MR.outputs["mr"]
+    return ESTIMATE_MR_SCORER.outputs["mr"].replace("{scorer}", scorer)
+
+
+def criteria_games(params: Params) -> list[str]:
+    """Games whose saliency criteria are compared against OCAtari's objects (SPEC §14): the games of
+    experiment.tables.criteria that have an MAE, when the profile builds that table; else none."""
+    if "criteria" not in params.experiment.built_tables:
+        return []
+    spec, mae = params.experiment.tables["criteria"], set(saliency_games(params))
+    games = params.experiment.games if spec.games == "all" else spec.games
+    return [g for g in params.experiment.games if g in games and g in mae]
+
+
+def scorer_mr_jobs(params: Params) -> list[tuple[str, str]]:
+    """(game, scorer) of every other scorer's mr estimate (SPEC §13): the compared scorers on the criteria games,
+    and the scorer of every planned run of a scorer variant."""
+    pairs = {(g, s): None for g in criteria_games(params) for s in params.criteria.scorers if s != "mae_surround"}
+    for run in training_runs(params):
+        scorer = variant_scorer(params, run["variant"])
+        if scorer not in (None, "mae_surround"):
+            pairs[(run["game"], scorer)] = None
+    return sorted(pairs, key=lambda p: (params.experiment.games.index(p[0]), params.criteria.scorers.index(p[1])
+                                        if p[1] in params.criteria.scorers else 99, p[1]))
+
+
+def wu_games(params: Params) -> list[str]:
+    """Games whose Wu mask is trained: those with a wu_mask mr estimate (hence the criteria games when
+    criteria.scorers has wu_mask, and every game of a wu_mask run)."""
+    games = {g for g, s in scorer_mr_jobs(params) if s == "wu_mask"}
+    games.update(criteria_games(params) if "wu_mask" in params.criteria.scorers else ())
+    return [g for g in params.experiment.games if g in games]
+
+
+def table_runs(params: Params, table: str) -> list[dict[str, str]]:
+    """Every (variant, regime, game, seed) that one table needs, in a stable order."""
+    exp, spec, runs = params.experiment, params.experiment.tables[table], []
+    games = exp.games if spec.games == "all" else spec.games
+    for run in spec.runs:
+        for game in filter(run.runs_on, games):
+            for seed in range(exp.variants[run.variant].n_seeds):
+                runs.append({"variant": run.variant, "regime": run.regime, "game": game, "seed": str(seed)})
+    return runs
+
+
+def training_runs(params: Params) -> list[dict[str, str]]:
+    """Every (variant, regime, game, seed) that the requested tables need, once, in a stable order."""
+    runs = {}
+    for table in params.experiment.built_tables:
+        for run in table_runs(params, table):
+            runs[tuple(run.values())] = run
+    return list(runs.values())
+
+
+def seed_group_label(seeds: tuple[str, ...]) -> str:
+    """The seed wildcard of a job of several seeds: "FIRST-LAST" for consecutive seeds (its DVC name, log name)."""
+    first, last = int(seeds[0]), int(seeds[-1])
+    if [int(s) for s in seeds] != list(range(first, last + 1)):
+        raise ValueError(f"a job's seeds must be consecutive, got {seeds}")
+    return f"{first}-{last}"
+
+
+def train_jobs(params: Params) -> list[Job]:
+    """The training jobs: one per run, or with runtime.seeds_per_job = S > 1, one per S consecutive seeds of a
+    (variant, regime, game) (the last group may be smaller), trained together in one process."""
+    per_job, groups = params.runtime.seeds_per_job, {}
+    for run in training_runs(params):
+        groups.setdefault((run["variant"], run["regime"], run["game"]), []).append(run["seed"])
+    out = []
+    for (variant, regime, game), seeds in groups.items():
+        for start in range(0, len(seeds), per_job):
+            chunk = tuple(seeds[start:start + per_job])
+            label = chunk[0] if per_job == 1 else seed_group_label(chunk)
+            out.append(train_job(params, {"variant": variant, "regime": regime, "game": game, "seed": label}))
+    return out
+
+
+def train_job(params: Params, wildcards: Mapping[str, str]) -> Job:
+    """The TRAIN job of a run ("seed": "3") or of a group of seeds ("seed": "0-4", seeds 0..4)."""
+    wc, names = dict(wildcards), train_input_names(params, wildcards["variant"])
+    first, _, last = wc["seed"].partition("-")
+    seeds = tuple(str(s) for s in range(int(first), int(last) + 1)) if last else ()
+    scorer = variant_scorer(params, wc["variant"])
+    templates = {"mr": scorer_mr_template(scorer)} if scorer not in (None, "mae_surround") else {}
+    return Job(TRAIN, params.experiment.profile, wc, input_names=names, seeds=seeds, input_templates=templates)
+
+
+def seed_groups(params: Params) -> dict[tuple[str, ...], list[str]]:
+    """With runtime.seeds_per_job > 1: each distinct seed group -> the variants trained in such groups
+    (Snakemake has one rule per group, constrained to those variants)."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for job in train_jobs(params):
+        if job.seeds:
+            variants = groups.setdefault(job.seeds, [])
+            if job.wildcards["variant"] not in variants:
+                variants.append(job.wildcards["variant"])
+    return groups
+
+
+def table_job(params: Params, table: str, stage: Stage) -> Job:
+    """A table's job (TABLE or PUBLISH): its runs, and for Tab. 1 the MAE pre-training records of its games."""
+    runs = tuple(table_runs(params, table))
+    games = tuple(dict.fromkeys(r["game"] for r in runs))
+    names = None if stage is not TABLE else ("eval", "run", "reference", *(("mae-run",) if table == "table1" else ()),
+                                             *(("quality",) if table == "criteria" else ()))
+    if stage is TABLE and table == "criteria":  # the object recall of the criteria games beside the returns
+        games = tuple(criteria_games(params))
+    return Job(stage, params.experiment.profile, {"table": table}, games, names, runs)
+
+
+def fig6_games(params: Params) -> list[str]:
+    """Games with a Fig. 6: those where the tables train the run Fig. 6 shows (FIG6_RUN)."""
+    planned = {(r["variant"], r["regime"], r["game"], r["seed"]) for r in training_runs(params)}
+    v = FIG6_RUN
+    return [g for g in saliency_games(params) if (v["variant"], v["regime"], g, v["seed"]) in planned]
+
+
+def jobs(params: Params) -> list[Job]:
+    """Every job the requested tables need, for the params' profile, in a stable order."""
+    profile, games, mae_games = params.experiment.profile, needed_games(params), tuple(saliency_games(params))
+    runs, tables = tuple(training_runs(params)), params.experiment.built_tables
+    per_game = [Job(COLLECT, profile, {"game": g}) for g in games]
+    per_game += [Job(stage, profile, {"game": g}) for stage in (PRETRAIN_MAE, ESTIMATE_MR, SALIENCY_FIGURES)
+                 for g in mae_games]
+    fig8 = [Job(FIG8, profile, {}, mae_games)] if mae_games else []
+    per_game += [Job(PRETRAIN_WU, profile, {"game": g}) for g in wu_games(params)]
+    per_game += [scorer_mr_job(params, g, s) for g, s in scorer_mr_jobs(params)]
+    crit = criteria_games(params)
+    per_game += [Job(OBJECTS, profile, {"game": g}) for g in crit]
+    per_game += [quality_job(params, g) for g in crit]
+    fig8 += [Job(QUALITY_TABLE, profile, {}, tuple(crit))] if crit else []
+    train = train_jobs(params)
+    report = [Job(AGGREGATE, profile, {}, runs=runs),
+              *(table_job(params, t, stage) for stage in (TABLE, PUBLISH) for t in tables),
+              Job(FIGURES, profile, {}, runs=runs),
+              *(Job(FIG6, profile, {"game": g}) for g in fig6_games(params)),
+              report_job(params)]
+    return [*per_game, *fig8, *train, *report]
+
+
+def scorer_mr_job(params: Params, game: str, scorer: str) -> Job:
+    """The mr estimate of one other scorer on one game (its Wu mask only for wu_mask)."""
+    names = ("model", "frames", *(("wu",) if scorer == "wu_mask" else ()))
+    return Job(ESTIMATE_MR_SCORER, params.experiment.profile, {"game": game, "scorer": scorer}, input_names=names)
+
+
+def quality_job(params: Params, game: str) -> Job:
+    """A game's saliency-quality job (the Wu mask only when criteria.scorers compares wu_mask)."""
+    names = ("frames", "objects", "model", "mr", *(("wu",) if "wu_mask" in params.criteria.scorers else ()))
+    return Job(SALIENCY_QUALITY, params.experiment.profile, {"game": game}, input_names=names)
+
+
+def report_job(params: Params) -> Job:
+    """The report's job: every table, figure and run record (Fig. 6 only if every MAE game has one; the MAE's
+    records and figures, Fig. 8 and the mr estimates only where MAEs are built)."""
+    games, mae_games = tuple(needed_games(params)), tuple(saliency_games(params))
+    crit, wu = criteria_games(params), wu_games(params)
+    optional = {"fig6": fig6_games(params) == list(mae_games), "quality-md": bool(crit),
+                "quality-fig": bool(crit) and crit == list(mae_games),
+                "wu-loss": bool(wu) and wu == list(mae_games), "wu-masks": bool(wu) and wu == list(mae_games)}
+    names = tuple(n for n in REPORT.inputs
+                  if optional.get(n, True) and (n not in REPORT.mae_inputs or mae_games))
+    return Job(REPORT, params.experiment.profile, {}, games, names, tuple(training_runs(params)),
+               params.experiment.built_tables, mae_games=mae_games)
+
+
+def job_for(params: Params, stage: Stage, wildcards: Mapping[str, str]) -> Job:
+    """The job of `stage` with `wildcards` (Snakemake's input and command functions call this)."""
+    wc, profile, games = dict(wildcards), params.experiment.profile, tuple(needed_games(params))
+    if stage is FIG8:
+        return Job(stage, profile, wc, tuple(saliency_games(params)))
+    if stage is QUALITY_TABLE:
+        return Job(stage, profile, wc, tuple(criteria_games(params)))
+    if stage is ESTIMATE_MR_SCORER:
+        return scorer_mr_job(params, wc["game"], wc["scorer"])
+    if stage is SALIENCY_QUALITY:
+        return quality_job(params, wc["game"])
+    if stage in (TABLE, PUBLISH):
+        return table_job(params, wc["table"], stage)
+    if stage is TRAIN:  # an ordinary job, or a group's ("seed" = its label, e.g. "0-4")
+        return train_job(params, wc)
+    if stage is REPORT:
+        return report_job(params)
+    if stage in (AGGREGATE, FIGURES):
+        return Job(stage, profile, wc, runs=tuple(training_runs(params)))
+    return Job(stage, profile, wc, games)
+
+
+def targets(params: Params) -> list[str]:
+    """The final outputs of the DAG (Snakemake's rule all)."""
+    return [path for job in jobs(params) for path in job.outputs.values()]
+
+
+def dvc_document(params: Params, overlay: Mapping) -> dict:
+    """The dvc.yaml of the params' profile: one stage per job, the same command, deps and outs.
+
+    Args:
+        params: the profile's resolved params.
+        overlay: the raw conf/<profile>.yaml, to list which of its sections each stage reads.
+    """
+    profile = params.experiment.profile
+    wdir = "." if profile == "full" else "/".join(".." for _ in Path(dvc_file(profile)).parent.parts)
+    stages = {}
+    for job in jobs(params):
+        if job.stage.published and profile != "full":
+            continue  # two dvc.yaml files may not own one path: only the paper profile publishes under DVC
+        stage: dict = {"cmd": job.cmd}
+        if wdir != ".":
+            stage["wdir"] = wdir
+        stage["deps"] = [*job.stage.code, *(p for paths in job.inputs.values() for p in paths)]
+        stage["params"] = [{PARAMS_FILE: job.sections}]
+        overlay_sections = [s for s in job.sections if _has_key(overlay, s)]
+        if overlay_sections:
+            stage["params"].append({overlay_file(profile): overlay_sections})
+        evidence = f"reports/{profile}/" if profile in EVIDENCE_PROFILES else None
+        stage["outs"] = [{path: {"cache": False}} if evidence and path.startswith(evidence) else path
+                         for path in job.outputs.values()]
+        stages[job.name] = stage
+    return {"stages": stages}
+
+
+def _has_key(tree: Mapping, dotted: str) -> bool:
+    """Whether a nested mapping holds the dotted key path."""
+    node = tree
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def section_values(params: Params, stage: Stage, wildcards: Mapping[str, str] | None = None) -> str:
+    """The job's parameter keys and values as canonical JSON (Snakemake re-runs a job when they change)."""
+    plain, out = to_plain(params), {}
+    for section in stage.sections:
+        key = section.format(**(wildcards or {}))
+        node = plain
+        for part in key.split("."):
+            node = node[part]
+        out[key] = node
+    return json.dumps(out, sort_keys=True)
+
+
+def gpu_tokens(params: Params) -> int:
+    """GPU tokens a torch job takes (Snakemake `resources: gpu`): 1 when it will run on a GPU, else 0."""
+    if params.runtime.device == "cpu":
+        return 0
+    if params.runtime.device == "cuda":
+        return 1
+    import torch  # only for device "auto"
+
+    return int(torch.cuda.is_available())
+
+
+def check_snakemake_config(config: Mapping, root: Path = Path(".")) -> Params:
+    """Validate Snakemake's merged config and check it is exactly params.yaml + conf/<profile>.yaml.
+
+    Scripts receive only those two files, so a `--config` or another `--configfile` would silently
+    make Snakemake and the jobs disagree; this refuses that before any job runs.
+    """
+    raw = to_plain(config)
+    profile = raw.get("experiment", {}).get("profile", "?")
+    source = f"Snakemake config ({' + '.join(param_files(profile))})"
+    validate_schema(raw, source=source)
+    params_from_dict(raw, source=source)
+    files = [root / f for f in param_files(profile)]
+    if not files[1].is_file():
+        raise ConfigError(f"experiment.profile = {profile!r} but {files[1]} does not exist; add it to conf/")
+    ours = read_params(files)
+    if ours != raw:
+        raise ConfigError(
+            f"the config Snakemake sees differs from {' + '.join(param_files(profile))}; put every change in "
+            f"{overlay_file(profile)} (or a new conf/ profile) instead of --config or another --configfile"
+        )
+    # The jobs' own reading of the same files: equal as mappings, and in the same key order (Snakemake merges a
+    # conf/ overlay's keys first, e.g. an overlay's experiment.tables entry before params.yaml's; the order of
+    # tables and runs decides the order of a gathering job's inputs, which its script pairs with its own runs).
+    return params_from_dict(ours, source=source)
