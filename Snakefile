@@ -10,12 +10,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from spirl.workflow import plan  # noqa: E402
+from spirl.workflow import snakemake as smk  # noqa: E402
 
 configfile: "params.yaml"
 
 # Strict validation before any job runs: JSON schema, typed dataclasses, cross-references, and
 # "Snakemake's config == params.yaml + conf/<profile>.yaml" (the files the jobs read).
-PARAMS = plan.check_snakemake_config(config, Path(workflow.basedir))
+PARAMS = smk.check_snakemake_config(config, Path(workflow.basedir))
 PROFILE = PARAMS.experiment.profile
 
 

@@ -14,7 +14,8 @@ import yaml
 
 from spirl.params import REPO_ROOT as ROOT
 from spirl.params import load_params
-from spirl.workflow.plan import STAGES, dvc_file, param_files, table_runs
+from spirl.workflow.dvc import dvc_file
+from spirl.workflow.plan import STAGES, param_files, table_runs
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PYTHONHASHSEED": "0"}

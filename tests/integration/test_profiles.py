@@ -20,7 +20,8 @@ import pytest
 
 from spirl.params import REPO_ROOT as ROOT
 from spirl.params import load_params
-from spirl.workflow.plan import gpu_tokens, param_files, table_runs
+from spirl.workflow.plan import param_files, table_runs
+from spirl.workflow.snakemake import gpu_tokens
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PYTHONHASHSEED": "0"}

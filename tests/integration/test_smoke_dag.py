@@ -28,7 +28,8 @@ import yaml
 
 from spirl.params import REPO_ROOT as ROOT
 from spirl.params import load_params
-from spirl.workflow.plan import dvc_file, jobs, param_files
+from spirl.workflow.dvc import dvc_file
+from spirl.workflow.plan import jobs, param_files
 
 pytestmark = pytest.mark.slow
 

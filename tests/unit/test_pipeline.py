@@ -8,6 +8,7 @@ import torch
 
 from spirl.params import REPO_ROOT, load_params
 from spirl.workflow import plan as P
+from spirl.workflow import snakemake as S
 
 ROOT = REPO_ROOT
 
@@ -81,9 +82,9 @@ def test_a_profile_without_the_criteria_table_plans_none_of_its_stages():
 
 def test_gpu_tokens_follow_the_runtime_device():
     p = params()
-    assert P.gpu_tokens(dataclasses.replace(p, runtime=dataclasses.replace(p.runtime, device="cpu"))) == 0
-    assert P.gpu_tokens(dataclasses.replace(p, runtime=dataclasses.replace(p.runtime, device="cuda"))) == 1
-    assert P.gpu_tokens(p) == int(torch.cuda.is_available())  # device: auto
+    assert S.gpu_tokens(dataclasses.replace(p, runtime=dataclasses.replace(p.runtime, device="cpu"))) == 0
+    assert S.gpu_tokens(dataclasses.replace(p, runtime=dataclasses.replace(p.runtime, device="cuda"))) == 1
+    assert S.gpu_tokens(p) == int(torch.cuda.is_available())  # device: auto
 
 
 def test_desk_profile_plans_exactly_its_slice_of_the_paper():
@@ -138,7 +139,7 @@ def test_snakemake_config_in_another_key_order_plans_the_jobs_order_of_the_scrip
     reordered = {**raw, "experiment": {**raw["experiment"],
                                        "tables": {k: tables[k] for k in ("criteria", *tables) if k in tables}}}
     assert list(reordered["experiment"]["tables"]) != list(tables)  # the order Snakemake would hand over
-    planned = P.check_snakemake_config(reordered, ROOT)
+    planned = S.check_snakemake_config(reordered, ROOT)
     scripts = params("desk")
     assert list(planned.experiment.tables) == list(scripts.experiment.tables)
     assert P.training_runs(planned) == P.training_runs(scripts)

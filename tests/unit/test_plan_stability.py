@@ -18,6 +18,7 @@ import pytest
 
 from spirl.params import REPO_ROOT, load_params
 from spirl.workflow import plan as P
+from spirl.workflow import snakemake as S
 
 SNAPSHOT = REPO_ROOT / "tests" / "data" / "plan-2cdb4be.json"
 PROFILES = ("smoke", "desk", "rehearsal", "full")
@@ -33,7 +34,7 @@ def plan_rows(profile: str) -> list[list[str]]:
     rows = []
     for job in P.jobs(params):
         core = {"cmd": job.cmd, "inputs": job.inputs, "outputs": job.outputs, "sections": job.sections}
-        values = P.section_values(params, job.stage, dict(job.wildcards))
+        values = S.section_values(params, job.stage, dict(job.wildcards))
         rows.append([job.name, _sha(json.dumps(core, sort_keys=True)), _sha(values)])
     return sorted(rows)
 
@@ -51,9 +52,9 @@ def test_the_hash_sees_a_changed_parameter():
     """A job whose parameter value changes gets another values hash (the comparison above can fail)."""
     params = load_params([REPO_ROOT / f for f in P.param_files("smoke")])
     job = next(j for j in P.jobs(params) if j.stage is P.COLLECT)
-    before = P.section_values(params, job.stage, dict(job.wildcards))
+    before = S.section_values(params, job.stage, dict(job.wildcards))
     changed = dataclasses.replace(params, collect=dataclasses.replace(params.collect, seed=params.collect.seed + 1))
-    assert _sha(P.section_values(changed, job.stage, dict(job.wildcards))) != _sha(before)
+    assert _sha(S.section_values(changed, job.stage, dict(job.wildcards))) != _sha(before)
 
 
 if __name__ == "__main__":  # regenerate the snapshot after a deliberate change

@@ -22,7 +22,7 @@ if PARAMS.runtime.seeds_per_job == 1:
             stage_job(plan.TRAIN).log,
         params:
             cmd=lambda wc: train_job(wc).cmd,
-            sections=lambda wc: plan.section_values(PARAMS, plan.TRAIN, dict(wc)),
+            sections=lambda wc: smk.section_values(PARAMS, plan.TRAIN, dict(wc)),
         threads: PARAMS.runtime.torch_threads
         resources:
             gpu=GPU,
@@ -55,7 +55,7 @@ else:
                 variant="|".join(_variants),
             params:
                 cmd=lambda wc, seeds=_seeds: train_job(wc, seeds).cmd,
-                sections=lambda wc: plan.section_values(PARAMS, plan.TRAIN, dict(wc)),
+                sections=lambda wc: smk.section_values(PARAMS, plan.TRAIN, dict(wc)),
             threads: PARAMS.runtime.torch_threads
             resources:
                 **_train_resources,

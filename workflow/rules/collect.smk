@@ -9,7 +9,7 @@ rule collect:
         stage_job(plan.COLLECT).log,
     params:
         cmd=stage_cmd(plan.COLLECT),
-        sections=plan.section_values(PARAMS, plan.COLLECT),
+        sections=smk.section_values(PARAMS, plan.COLLECT),
     threads: 1
     shell:
         "{params.cmd}"

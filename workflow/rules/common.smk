@@ -2,7 +2,7 @@
 # src/spirl/workflow/plan.py (the plan DVC's files are generated from).
 
 GAMES = tuple(plan.needed_games(PARAMS))
-GPU = plan.gpu_tokens(PARAMS)  # jobs that run torch take one GPU token when the device is a GPU
+GPU = smk.gpu_tokens(PARAMS)  # jobs that run torch take one GPU token when the device is a GPU
 
 wildcard_constraints:
     game="|".join(PARAMS.experiment.games),

@@ -10,7 +10,7 @@ rule pretrain_mae:
         stage_job(plan.PRETRAIN_MAE).log,
     params:
         cmd=stage_cmd(plan.PRETRAIN_MAE),
-        sections=plan.section_values(PARAMS, plan.PRETRAIN_MAE),
+        sections=smk.section_values(PARAMS, plan.PRETRAIN_MAE),
     threads: PARAMS.runtime.torch_threads
     resources:
         gpu=GPU,
@@ -28,7 +28,7 @@ rule estimate_mr:
         stage_job(plan.ESTIMATE_MR).log,
     params:
         cmd=stage_cmd(plan.ESTIMATE_MR),
-        sections=plan.section_values(PARAMS, plan.ESTIMATE_MR),
+        sections=smk.section_values(PARAMS, plan.ESTIMATE_MR),
     threads: PARAMS.runtime.torch_threads
     resources:
         gpu=GPU,
@@ -46,7 +46,7 @@ rule saliency_figures:
         stage_job(plan.SALIENCY_FIGURES).log,
     params:
         cmd=stage_cmd(plan.SALIENCY_FIGURES),
-        sections=plan.section_values(PARAMS, plan.SALIENCY_FIGURES),
+        sections=smk.section_values(PARAMS, plan.SALIENCY_FIGURES),
     threads: PARAMS.runtime.torch_threads
     resources:
         gpu=GPU,
@@ -64,7 +64,7 @@ rule fig8:
         stage_job(plan.FIG8).log,
     params:
         cmd=stage_cmd(plan.FIG8),
-        sections=plan.section_values(PARAMS, plan.FIG8),
+        sections=smk.section_values(PARAMS, plan.FIG8),
     shell:
         "{params.cmd}"
 
@@ -81,7 +81,7 @@ rule pretrain_wu:
         stage_job(plan.PRETRAIN_WU).log,
     params:
         cmd=stage_cmd(plan.PRETRAIN_WU),
-        sections=plan.section_values(PARAMS, plan.PRETRAIN_WU),
+        sections=smk.section_values(PARAMS, plan.PRETRAIN_WU),
     threads: PARAMS.runtime.torch_threads
     resources:
         gpu=GPU,
@@ -101,7 +101,7 @@ rule estimate_mr_scorer:
         scorer="|".join(s for s in plan.SCORERS if s != "mae_surround"),
     params:
         cmd=stage_cmd(plan.ESTIMATE_MR_SCORER),
-        sections=plan.section_values(PARAMS, plan.ESTIMATE_MR_SCORER),
+        sections=smk.section_values(PARAMS, plan.ESTIMATE_MR_SCORER),
     threads: PARAMS.runtime.torch_threads
     resources:
         gpu=GPU,
@@ -118,7 +118,7 @@ rule objects:
         stage_job(plan.OBJECTS).log,
     params:
         cmd=stage_cmd(plan.OBJECTS),
-        sections=plan.section_values(PARAMS, plan.OBJECTS),
+        sections=smk.section_values(PARAMS, plan.OBJECTS),
     threads: 1
     shell:
         "{params.cmd}"
@@ -134,7 +134,7 @@ rule saliency_quality:
         stage_job(plan.SALIENCY_QUALITY).log,
     params:
         cmd=stage_cmd(plan.SALIENCY_QUALITY),
-        sections=plan.section_values(PARAMS, plan.SALIENCY_QUALITY),
+        sections=smk.section_values(PARAMS, plan.SALIENCY_QUALITY),
     threads: PARAMS.runtime.torch_threads
     resources:
         gpu=GPU,
@@ -152,6 +152,6 @@ rule quality_table:
         stage_job(plan.QUALITY_TABLE).log,
     params:
         cmd=stage_cmd(plan.QUALITY_TABLE),
-        sections=plan.section_values(PARAMS, plan.QUALITY_TABLE),
+        sections=smk.section_values(PARAMS, plan.QUALITY_TABLE),
     shell:
         "{params.cmd}"

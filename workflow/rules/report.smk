@@ -11,7 +11,7 @@ rule aggregate:
         stage_job(plan.AGGREGATE).log,
     params:
         cmd=stage_cmd(plan.AGGREGATE),
-        sections=plan.section_values(PARAMS, plan.AGGREGATE),
+        sections=smk.section_values(PARAMS, plan.AGGREGATE),
     shell:
         "{params.cmd}"
 
@@ -26,7 +26,7 @@ rule table:
         stage_job(plan.TABLE).log,
     params:
         cmd=stage_cmd(plan.TABLE),
-        sections=plan.section_values(PARAMS, plan.TABLE),
+        sections=smk.section_values(PARAMS, plan.TABLE),
     shell:
         "{params.cmd}"
 
@@ -41,7 +41,7 @@ rule publish:
         stage_job(plan.PUBLISH).log,
     params:
         cmd=stage_cmd(plan.PUBLISH),
-        sections=plan.section_values(PARAMS, plan.PUBLISH),
+        sections=smk.section_values(PARAMS, plan.PUBLISH),
     shell:
         "{params.cmd}"
 
@@ -56,7 +56,7 @@ rule figures:
         stage_job(plan.FIGURES).log,
     params:
         cmd=stage_cmd(plan.FIGURES),
-        sections=plan.section_values(PARAMS, plan.FIGURES),
+        sections=smk.section_values(PARAMS, plan.FIGURES),
     shell:
         "{params.cmd}"
 
@@ -71,7 +71,7 @@ rule fig6:
         stage_job(plan.FIG6).log,
     params:
         cmd=stage_cmd(plan.FIG6),
-        sections=plan.section_values(PARAMS, plan.FIG6),
+        sections=smk.section_values(PARAMS, plan.FIG6),
     threads: PARAMS.runtime.torch_threads
     resources:
         gpu=GPU,
@@ -89,6 +89,6 @@ rule report:
         stage_job(plan.REPORT).log,
     params:
         cmd=stage_cmd(plan.REPORT),
-        sections=plan.section_values(PARAMS, plan.REPORT),
+        sections=smk.section_values(PARAMS, plan.REPORT),
     shell:
         "{params.cmd}"

@@ -8,23 +8,16 @@ job (stages) are defined in spirl.workflow.stages.
 
 from __future__ import annotations
 
-import json
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from spirl.params import (
     SCORERS,
-    ConfigError,
     Params,
-    params_from_dict,
-    read_params,
     resolve_variant,
-    to_plain,
-    validate_schema,
 )
-from spirl.workflow.stages import (  # re-exported: the rules and tests use pipeline.TRAIN etc.
+from spirl.workflow.stages import (  # re-exported: the rules and tests use plan.TRAIN etc.
     AGGREGATE,
     COLLECT,
     ESTIMATE_MR,
@@ -48,9 +41,6 @@ from spirl.workflow.stages import (  # re-exported: the rules and tests use pipe
 )
 
 PARAMS_FILE = "params.yaml"
-# Profiles whose reports/<profile>/ folder is committed to git as evidence a reader sees without running anything
-# (DVC still runs and locks those outputs, but with `cache: false`: tracked by git, not by DVC's cache).
-EVIDENCE_PROFILES = ("desk",)
 
 
 def overlay_file(profile: str) -> str:
@@ -61,11 +51,6 @@ def overlay_file(profile: str) -> str:
 def param_files(profile: str) -> tuple[str, str]:
     """The parameter files every job of a profile reads, in merge order."""
     return (PARAMS_FILE, overlay_file(profile))
-
-
-def dvc_file(profile: str) -> str:
-    """Where DVC's mirror of a profile lives: the paper profile at the root, others under pipelines/."""
-    return "dvc.yaml" if profile == "full" else f"pipelines/{profile}/dvc.yaml"
 
 
 __all__ = ["SCORERS", "AGGREGATE", "COLLECT", "ESTIMATE_MR", "ESTIMATE_MR_SCORER", "FIG6", "FIG6_RUN", "FIG8",
@@ -405,90 +390,3 @@ def job_for(params: Params, stage: Stage, wildcards: Mapping[str, str]) -> Job:
 def targets(params: Params) -> list[str]:
     """The final outputs of the DAG (Snakemake's rule all)."""
     return [path for job in jobs(params) for path in job.outputs.values()]
-
-
-def dvc_document(params: Params, overlay: Mapping) -> dict:
-    """The dvc.yaml of the params' profile: one stage per job, the same command, deps and outs.
-
-    Args:
-        params: the profile's resolved params.
-        overlay: the raw conf/<profile>.yaml, to list which of its sections each stage reads.
-    """
-    profile = params.experiment.profile
-    wdir = "." if profile == "full" else "/".join(".." for _ in Path(dvc_file(profile)).parent.parts)
-    stages = {}
-    for job in jobs(params):
-        if job.stage.published and profile != "full":
-            continue  # two dvc.yaml files may not own one path: only the paper profile publishes under DVC
-        stage: dict = {"cmd": job.cmd}
-        if wdir != ".":
-            stage["wdir"] = wdir
-        stage["deps"] = [*job.stage.code, *(p for paths in job.inputs.values() for p in paths)]
-        stage["params"] = [{PARAMS_FILE: job.sections}]
-        overlay_sections = [s for s in job.sections if _has_key(overlay, s)]
-        if overlay_sections:
-            stage["params"].append({overlay_file(profile): overlay_sections})
-        evidence = f"reports/{profile}/" if profile in EVIDENCE_PROFILES else None
-        stage["outs"] = [{path: {"cache": False}} if evidence and path.startswith(evidence) else path
-                         for path in job.outputs.values()]
-        stages[job.name] = stage
-    return {"stages": stages}
-
-
-def _has_key(tree: Mapping, dotted: str) -> bool:
-    """Whether a nested mapping holds the dotted key path."""
-    node = tree
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return False
-        node = node[part]
-    return True
-
-
-def section_values(params: Params, stage: Stage, wildcards: Mapping[str, str] | None = None) -> str:
-    """The job's parameter keys and values as canonical JSON (Snakemake re-runs a job when they change)."""
-    plain, out = to_plain(params), {}
-    for section in stage.sections:
-        key = section.format(**(wildcards or {}))
-        node = plain
-        for part in key.split("."):
-            node = node[part]
-        out[key] = node
-    return json.dumps(out, sort_keys=True)
-
-
-def gpu_tokens(params: Params) -> int:
-    """GPU tokens a torch job takes (Snakemake `resources: gpu`): 1 when it will run on a GPU, else 0."""
-    if params.runtime.device == "cpu":
-        return 0
-    if params.runtime.device == "cuda":
-        return 1
-    import torch  # only for device "auto"
-
-    return int(torch.cuda.is_available())
-
-
-def check_snakemake_config(config: Mapping, root: Path = Path(".")) -> Params:
-    """Validate Snakemake's merged config and check it is exactly params.yaml + conf/<profile>.yaml.
-
-    Scripts receive only those two files, so a `--config` or another `--configfile` would silently
-    make Snakemake and the jobs disagree; this refuses that before any job runs.
-    """
-    raw = to_plain(config)
-    profile = raw.get("experiment", {}).get("profile", "?")
-    source = f"Snakemake config ({' + '.join(param_files(profile))})"
-    validate_schema(raw, source=source)
-    params_from_dict(raw, source=source)
-    files = [root / f for f in param_files(profile)]
-    if not files[1].is_file():
-        raise ConfigError(f"experiment.profile = {profile!r} but {files[1]} does not exist; add it to conf/")
-    ours = read_params(files)
-    if ours != raw:
-        raise ConfigError(
-            f"the config Snakemake sees differs from {' + '.join(param_files(profile))}; put every change in "
-            f"{overlay_file(profile)} (or a new conf/ profile) instead of --config or another --configfile"
-        )
-    # The jobs' own reading of the same files: equal as mappings, and in the same key order (Snakemake merges a
-    # conf/ overlay's keys first, e.g. an overlay's experiment.tables entry before params.yaml's; the order of
-    # tables and runs decides the order of a gathering job's inputs, which its script pairs with its own runs).
-    return params_from_dict(ours, source=source)
