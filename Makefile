@@ -17,7 +17,7 @@ OCATARI_VERSION ?= 2.2.1
 OBJECTS_ALE_PY_VERSION ?= 0.12.1
 OBJECTS_OPENCV_VERSION ?= 4.11.0.86
 OBJECTS_PY := $(OBJECTS_VENV)/bin/python
-OBJECTS_STAMP := $(OBJECTS_VENV)/.installed-ocatari$(OCATARI_VERSION)-ale$(OBJECTS_ALE_PY_VERSION)-cv$(OBJECTS_OPENCV_VERSION)
+OBJECTS_STAMP := $(OBJECTS_VENV)/.installed-ocatari$(OCATARI_VERSION)-ale$(OBJECTS_ALE_PY_VERSION)-cv$(OBJECTS_OPENCV_VERSION)-pydantic
 # Jobs call plain `python`, `snakemake` and `dvc`: put the venv first on PATH for every recipe.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PYTHONHASHSEED := 0
@@ -25,8 +25,8 @@ export PYTHONHASHSEED := 0
 SMK_PROFILE_ARGS := $(if $(filter full,$(PROFILE)),,--configfile conf/$(PROFILE).yaml)
 DVC_FILE := $(if $(filter full,$(PROFILE)),dvc.yaml,pipelines/$(PROFILE)/dvc.yaml)
 
-.PHONY: setup objects-env smoke test lint dvc-yaml sync-dvc sync-smk dvc-smoke bench-env clean-smoke tables-now \
-	report-now desk desk-evidence desk-restore rehearsal slurm-up slurm-status slurm-down dvc-remote
+.PHONY: setup objects-env smoke test lint dvc-yaml sync-dvc sync-smk dvc-repro dvc-smoke bench-env clean-smoke \
+	tables-now report-now desk desk-evidence desk-restore rehearsal slurm-up slurm-status slurm-down dvc-remote
 
 setup: $(VENV)/.installed objects-env
 
@@ -40,7 +40,7 @@ $(VENV)/.installed: pyproject.toml
 
 # src/collect_objects.py alone runs in $(OBJECTS_VENV) (PYTHONHASHSEED=0 .venv-objects/bin/python src/collect_objects.py
 # ...); the main .venv never sees OCAtari. Only the packages that script imports: OCAtari (RAM mode) with its
-# dependencies, ale-py, PyYAML, jsonschema, tqdm; OpenCV as the headless build of the same version (OCAtari asks for
+# dependencies, ale-py, PyYAML, pydantic, tqdm; OpenCV as the headless build of the same version (OCAtari asks for
 # opencv-python, whose cv2 needs the system's libGL, absent on a bare machine; `pip check` names that swap); and a
 # .pth to src/ so that `import spirl` works without installing the project (no torch there). The stamp names the
 # pins: changing one rebuilds on the next `make setup`; deleting the stamp forces a rebuild.
@@ -51,12 +51,12 @@ $(OBJECTS_STAMP):
 	printf '*\n' > $(OBJECTS_VENV)/.gitignore
 	$(OBJECTS_PY) -m pip install --quiet --upgrade pip
 	$(OBJECTS_PY) -m pip install --quiet "ocatari==$(OCATARI_VERSION)" "ale-py==$(OBJECTS_ALE_PY_VERSION)" pyyaml \
-		jsonschema tqdm
+		"pydantic>=2.7" tqdm
 	$(OBJECTS_PY) -m pip uninstall --quiet --yes opencv-python
 	$(OBJECTS_PY) -m pip install --quiet --no-deps --force-reinstall "opencv-python-headless==$(OBJECTS_OPENCV_VERSION)"
 	$(OBJECTS_PY) -c "import pathlib, sysconfig; \
 		pathlib.Path(sysconfig.get_paths()['purelib'], 'spirl_src.pth').write_text('$(abspath src)\n')"
-	cd $(OBJECTS_VENV) && PYGAME_HIDE_SUPPORT_PROMPT=1 ./bin/python -c "import cv2, ocatari.ram, spirl.envs.atari, spirl.envs.objects; \
+	cd $(OBJECTS_VENV) && PYGAME_HIDE_SUPPORT_PROMPT=1 ./bin/python -c "import cv2, ocatari.ram, spirl.envs.atari, spirl.envs.objects, spirl.envs.object_files; \
 		import numpy; assert numpy.__version__ < '2', numpy.__version__"
 	rm -f $(OBJECTS_VENV)/.installed-*
 	touch $@
@@ -71,22 +71,16 @@ desk: setup
 	$(MAKE) desk-evidence
 
 # reports/desk/ is committed evidence: the report and figures (DAG outputs) plus copies of the tables, the per-run
-# eval.json/progress.csv/run.json, the mr estimate and the MAE's loss and run records (never frames or weights).
+# eval.json/progress.csv/run.json, the mr estimates, the saliency-quality results and the MAE's and Wu mask's loss
+# and run records (never frames, models or weights). The script needs only the standard library: no `setup` first.
 desk-evidence:
-	mkdir -p reports/desk/results reports/desk/data
-	cd results/desk && find . -name eval.json -o -name progress.csv -o -name run.json -o -name mr.json \
-		-o -path './tables/*' -o -name runs.csv -o -path './saliency_quality*' -type f \
-		| xargs -r cp --parents -t ../../reports/desk/results
-	cd data/desk && find . \( -path './mae/*' -o -path './wu/*' \) \( -name loss.csv -o -name run.json \) \
-		-o \( -path './frames/*' -o -path './objects/*' \) -name run.json | xargs -r cp --parents -t ../../reports/desk/data
+	python3 workflow/scripts/desk_evidence.py save
 
 # The way back: put the committed records where the pipeline reads them, never over a file that exists, so that
 # `make desk-restore report-now PROFILE=desk` on a fresh clone (or after the work folders were lost) rebuilds the
 # tables and the report from them. Records only: a run restored without its weights is still re-run by `make desk`.
 desk-restore:
-	mkdir -p results/desk data/desk
-	cp -rn reports/desk/results/. results/desk/
-	cp -rn reports/desk/data/. data/desk/
+	python3 workflow/scripts/desk_evidence.py restore
 
 # Every stage and variant of the paper profile at its paper shape on a slice of its work (conf/rehearsal.yaml):
 # per-part times, peak memory and full-run hours on this machine -> bench/results/rehearsal-<device>.json. Not in CI.
@@ -104,9 +98,12 @@ lint: setup
 dvc-yaml: setup
 	$(PY) src/sync_dvc_yaml.py
 
-# The same DAG through DVC, for the active PROFILE.
-dvc-smoke: setup
-	dvc repro pipelines/smoke/dvc.yaml
+# The same DAG through DVC, for the active PROFILE (dvc.yaml for the paper profile, PROFILE=full); dvc-smoke is its
+# older name (PROFILE defaults to smoke).
+dvc-repro: setup
+	dvc repro $(DVC_FILE)
+
+dvc-smoke: dvc-repro
 
 # DESIGN §4: after a Snakemake run, record its outputs in dvc.lock; after dvc repro/pull/checkout,
 # mark Snakemake's view up to date, then publish the profile's tables at results/tableN.* (only the paper
@@ -121,16 +118,12 @@ sync-smk: setup
 # The profile's tables (and their published copies) from whatever runs exist now, outside the DAG: cells whose
 # runs are missing or incomplete say so. The DAG itself builds a table only once all its runs exist.
 tables-now: setup
-	$(PY) -c "import subprocess; from spirl.params import load_params; from spirl.workflow.plan import jobs, param_files; \
-	[subprocess.run(j.cmd, shell=True, check=True) for j in jobs(load_params(param_files('$(PROFILE)'))) \
-	 if j.stage.name in ('table', 'publish')]"
+	$(PY) workflow/scripts/run_stages.py --profile $(PROFILE) --stages table publish
 
 # The same for the whole report: scores, tables, the aggregate figures and the report from what exists now (a
 # figure or record not made yet is named as missing in the report).
 report-now: setup
-	$(PY) -c "import subprocess; from spirl.params import load_params; from spirl.workflow.plan import jobs, param_files; \
-	[subprocess.run(j.cmd, shell=True, check=True) for j in jobs(load_params(param_files('$(PROFILE)'))) \
-	 if j.stage.name in ('aggregate', 'table', 'publish', 'figures', 'report')]"
+	$(PY) workflow/scripts/run_stages.py --profile $(PROFILE) --stages aggregate table publish figures report
 
 bench-env: setup
 	$(PY) bench/env.py --out bench/results/env.json

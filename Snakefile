@@ -2,7 +2,8 @@
 #   snakemake -j4 results/table2.csv                      # the paper profile (params.yaml as committed)
 #   snakemake -j2 --configfile conf/smoke.yaml            # the smoke profile (minutes on a CPU)
 # Every job's command, outputs and code dependencies come from src/spirl/workflow/plan.py, which also
-# generates the DVC mirror (dvc.yaml, pipelines/<profile>/dvc.yaml): see README "Design notes".
+# generates the DVC mirror (dvc.yaml, pipelines/<profile>/dvc.yaml): see README "Design notes". The rules are one
+# per stage of src/spirl/workflow/stages.py, made in one loop (workflow/rules/stages.smk).
 
 import sys
 from pathlib import Path
@@ -14,17 +15,14 @@ from spirl.workflow import snakemake as smk  # noqa: E402
 
 configfile: "params.yaml"
 
-# Strict validation before any job runs: JSON schema, typed dataclasses, cross-references, and
+# Strict validation before any job runs: the parameter model (types, ranges), cross-references, and
 # "Snakemake's config == params.yaml + conf/<profile>.yaml" (the files the jobs read).
 PARAMS = smk.check_snakemake_config(config, Path(workflow.basedir))
 PROFILE = PARAMS.experiment.profile
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/collect.smk"
-include: "workflow/rules/mae.smk"
-include: "workflow/rules/agents.smk"
-include: "workflow/rules/report.smk"
+include: "workflow/rules/stages.smk"
 
 
 rule all:

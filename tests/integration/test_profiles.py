@@ -20,7 +20,7 @@ import pytest
 
 from spirl.params import REPO_ROOT as ROOT
 from spirl.params import load_params
-from spirl.workflow.plan import param_files, table_runs
+from spirl.workflow.plan import STAGES, param_files, table_runs
 from spirl.workflow.snakemake import gpu_tokens
 
 BIN = Path(sys.executable).parent
@@ -31,8 +31,9 @@ PAPER_TABLE2 = {"collect": 4, "pretrain_mae": 4, "estimate_mr": 4, "train": 100,
 
 @functools.cache
 def dry_run(profile: str, *targets: str, smoke: bool = False, cwd: Path = ROOT
-            ) -> tuple[Counter, tuple[tuple[str, dict], ...]]:
-    """`snakemake --workflow-profile profiles/<profile> -n --forceall [targets]`: job stats, (rule, resources)."""
+            ) -> tuple[Counter, tuple[tuple[str, dict, int], ...]]:
+    """`snakemake --workflow-profile profiles/<profile> -n --forceall [targets]`: job stats, (rule, resources,
+    threads) of each job."""
     if profile == "slurm":
         assert importlib.util.find_spec("snakemake_executor_plugin_slurm"), "pip install -e '.[dev]' (SLURM plugin)"
     args = [str(BIN / "snakemake"), "--workflow-profile", f"profiles/{profile}", "-n", "--forceall", *targets]
@@ -47,14 +48,16 @@ def dry_run(profile: str, *targets: str, smoke: bool = False, cwd: Path = ROOT
     jobs = []
     for rule, body in re.findall(r"^(?:local)?rule (\w+):\n(.*?)(?=^\S)", out, flags=re.M | re.S):
         res = re.search(r"^    resources: (.*)$", body, flags=re.M)
-        jobs.append((rule, dict(kv.split("=", 1) for kv in res.group(1).split(", ")) if res else {}))
-    assert Counter(rule for rule, _ in jobs) == stats
+        threads = re.search(r"^    threads: (\d+)$", body, flags=re.M)  # shown when more than 1
+        jobs.append((rule, dict(kv.split("=", 1) for kv in res.group(1).split(", ")) if res else {},
+                     int(threads.group(1)) if threads else 1))
+    assert Counter(rule for rule, _, _ in jobs) == stats
     return stats, tuple(jobs)
 
 
 def gpus(jobs, torch: bool) -> list[int]:
     """The `gpu` resource of each torch job (torch=True) or of each other job (0 when a job names none)."""
-    return [int(res.get("gpu", 0)) for rule, res in jobs if (rule in TORCH_RULES) == torch]
+    return [int(res.get("gpu", 0)) for rule, res, _ in jobs if (rule in TORCH_RULES) == torch]
 
 
 def expected_tokens(profile: str, params_profile: str) -> int:
@@ -95,7 +98,7 @@ def test_smoke_dag_plans_every_torch_rule_with_a_gpu_token(profile):
 
 def test_slurm_profile_gives_every_job_a_partition_wall_time_memory_and_cpus():
     _, jobs = dry_run("slurm", "results/table2.csv", smoke=False)
-    for rule, res in jobs:
+    for rule, res, _ in jobs:
         torch_job = rule in TORCH_RULES
         assert res["slurm_partition"] == ("gpu" if torch_job else "cpu"), (rule, res)
         assert int(res["runtime"]) >= (1440 if rule == "train" else 60), (rule, res)
@@ -103,18 +106,28 @@ def test_slurm_profile_gives_every_job_a_partition_wall_time_memory_and_cpus():
         assert res["cpus_per_task"] == "1", (rule, res)  # the rule's threads: runtime.torch_threads = 1
 
 
+def copy_pipeline(root: Path, **params_lines: tuple[str, str]) -> Path:
+    """The pipeline's files in `root`, each (line start, replacement) of params.yaml replaced."""
+    for name in ["Snakefile", "params.yaml"]:
+        shutil.copy(ROOT / name, root / name)
+    for name in ["workflow", "src", "conf", "profiles", "data/reference"]:
+        shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "bench/results").mkdir(parents=True)  # the report's input folder (its benchmark records)
+    text = (root / "params.yaml").read_text()
+    for key, (old, new) in params_lines.items():
+        assert text.count(old) == 1, key
+        text = text.replace(old, new)
+    (root / "params.yaml").write_text(text)
+    return root
+
+
 def test_slurm_resources_of_train_apply_to_every_seed_group_rule(tmp_path):
     """runtime.seeds_per_job: 4 makes one rule per seed group; each still gets `train`'s SLURM resources."""
-    for name in ["Snakefile", "params.yaml"]:
-        shutil.copy(ROOT / name, tmp_path / name)
-    for name in ["workflow", "src", "conf", "profiles", "data/reference"]:
-        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
-    text = (tmp_path / "params.yaml").read_text()
-    (tmp_path / "params.yaml").write_text(text.replace("seeds_per_job: 1 ", "seeds_per_job: 4 "))
-    stats, jobs = dry_run("slurm", "results/table2.csv", cwd=tmp_path)
+    root = copy_pipeline(tmp_path, seeds_per_job=("seeds_per_job: 1 ", "seeds_per_job: 4 "))
+    stats, jobs = dry_run("slurm", "results/table2.csv", cwd=root)
     groups = {rule: n for rule, n in stats.items() if rule.startswith("train")}
     assert groups == {"train_seeds_0_3": 16, "train_seeds_4_7": 4, "train_seeds_8_9": 4, "train_seeds_4_4": 12}
-    for rule, res in jobs:
+    for rule, res, _ in jobs:
         if rule.startswith("train"):
             assert (res["slurm_partition"], res["gpu"], res["runtime"], res["mem_mb"]) == ("gpu", "1", "1440",
                                                                                           "32000"), (rule, res)
@@ -126,3 +139,16 @@ def test_workstation_profile_bounds_gpu_jobs_by_a_gpu_resource():
     profile = yaml.safe_load((ROOT / "profiles/workstation/config.yaml").read_text())
     limits = dict(r.split("=") for r in profile["resources"])
     assert int(limits["gpu"]) >= 1 and profile["retries"] >= 1 and profile["rerun-incomplete"]
+
+
+def test_each_stage_is_a_rule_and_its_torch_flag_gives_threads_and_a_gpu_token(tmp_path):
+    """One rule per stage, named after it; a torch stage's jobs (Stage.torch) take runtime.torch_threads cores and
+    one GPU token (device cuda), every other job one core and no token."""
+    root = copy_pipeline(tmp_path, torch_threads=("torch_threads: 1 ", "torch_threads: 3 "),
+                         device=("device: auto ", "device: cuda "))
+    stats, jobs = dry_run("workstation", smoke=True, cwd=root)  # cores: 16, so threads are not capped
+    assert set(stats) == {*STAGES, "all"}
+    for rule, res, threads in jobs:
+        if rule != "all":
+            torch_job = STAGES[rule].torch
+            assert (threads, int(res.get("gpu", 0))) == ((3, 1) if torch_job else (1, 0)), (rule, res, threads)

@@ -1,18 +1,28 @@
-"""The Makefile's evidence round trip: `desk-evidence` copies a run's records (never weights, models or frames)
-under reports/desk/, and `desk-restore` puts them back where the pipeline reads them without overwriting."""
+"""The Makefile's maintenance targets and the scripts they call (workflow/scripts/).
+
+`desk-evidence` copies a run's records (never weights, models or frames) under reports/desk/ and `desk-restore` puts
+them back where the pipeline reads them without overwriting (desk_evidence.py); `tables-now` and `report-now` run
+the plan's jobs of some stages (run_stages.py); `dvc-repro` (alias `dvc-smoke`) reproduces the PROFILE's dvc.yaml.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from spirl.params import REPO_ROOT
+from spirl.params import REPO_ROOT, load_params
+from spirl.workflow import plan as P
 
 RUN = Path("runs/spirl/100k/Frostbite/0")
-MAE = Path("mae/Frostbite")
+MAE, WU = Path("mae/Frostbite"), Path("wu/Frostbite")
+SCRIPTS = REPO_ROOT / "workflow" / "scripts"
+needs_make = pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
 
 
 def _write(path: Path, text: str) -> None:
@@ -20,34 +30,131 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text)
 
 
-def _make(root: Path, target: str) -> None:
-    subprocess.run(["make", "--no-print-directory", target], cwd=root, check=True, capture_output=True, text=True)
+def _make(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["make", "--no-print-directory", *args], cwd=root, check=check, capture_output=True,
+                          text=True)
 
 
-@pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
-def test_desk_evidence_then_restore_round_trips_the_records_only(tmp_path):
+def _script(name: str):
+    """A workflow/scripts/ script imported as a module."""
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _files(folder: Path) -> set[Path]:
+    return {p.relative_to(folder) for p in folder.rglob("*") if p.is_file()}
+
+
+def _checkout(tmp_path: Path) -> Path:
+    """The Makefile and the evidence script in an empty folder (what the desk targets need)."""
     shutil.copy(REPO_ROOT / "Makefile", tmp_path / "Makefile")
-    results, data, reports = tmp_path / "results/desk", tmp_path / "data/desk", tmp_path / "reports/desk"
-    records = {results / RUN / name: f"{name} of the run" for name in ("eval.json", "progress.csv", "run.json")}
-    records |= {results / "mr/Frostbite/mr.json": "mr", results / "tables/table2.csv": "table",
-                data / MAE / "loss.csv": "loss", data / MAE / "run.json": "mae run",
-                data / "frames/Frostbite/run.json": "frames run"}
-    heavy = [results / RUN / "weights.npz", data / MAE / "model.npz", data / "frames/Frostbite/frames.npz"]
-    for path, text in records.items():
-        _write(path, text)
-    for path in heavy:
-        _write(path, "weights")
+    (tmp_path / "workflow/scripts").mkdir(parents=True)
+    shutil.copy(SCRIPTS / "desk_evidence.py", tmp_path / "workflow/scripts/desk_evidence.py")
+    return tmp_path
 
-    _make(tmp_path, "desk-evidence")
-    for path, text in records.items():
-        kind = path.relative_to(tmp_path).parts[0]  # results or data
-        assert (reports / kind / path.relative_to(tmp_path / kind / "desk")).read_text() == text
-    assert not [p for p in reports.rglob("*") if p.suffix == ".npz"]
 
-    shutil.rmtree(tmp_path / "results")
-    shutil.rmtree(tmp_path / "data")
-    _write(results / RUN / "eval.json", "a newer evaluation")  # exists: restore must leave it alone
-    _make(tmp_path, "desk-restore")
-    for path, text in records.items():
-        assert path.read_text() == ("a newer evaluation" if path.name == "eval.json" else text)
-    assert not [p for p in tmp_path.rglob("*.npz")]
+@needs_make
+def test_desk_evidence_then_restore_round_trips_the_records_only(tmp_path):
+    root = _checkout(tmp_path)
+    records = {("results", RUN / name): f"{name} of the run" for name in ("eval.json", "progress.csv", "run.json")}
+    records |= {("results", Path(p)): text for p, text in [
+        ("mr/Frostbite/mr.json", "mr"), ("mr/Frostbite/frame_diff/mr.json", "mr*"), ("tables/table2.csv", "table"),
+        ("tables/table2.md", "table md"), ("runs.csv", "runs"), ("saliency_quality/Frostbite.json", "recall"),
+        ("saliency_quality.csv", "recall table")]}
+    records |= {("data", Path(p)): text for p, text in [
+        (MAE / "loss.csv", "loss"), (MAE / "run.json", "mae run"), (WU / "loss.csv", "wu loss"),
+        (WU / "run.json", "wu run"), ("frames/Frostbite/run.json", "frames run"),
+        ("objects/Frostbite/run.json", "objects run")]}
+    others = [("results", RUN / "weights.npz"), ("results", Path("mr/Frostbite/ks.npz")),
+              ("results", Path("scores.csv")), ("data", MAE / "model.npz"), ("data", WU / "model.npz"),
+              ("data", Path("frames/Frostbite/frames.npz")), ("data", Path("objects/Frostbite/objects.npz"))]
+    for (kind, path), text in records.items():
+        _write(root / kind / "desk" / path, text)
+    for kind, path in others:
+        _write(root / kind / "desk" / path, "not a record")
+
+    _make(root, "desk-evidence")
+    reports = root / "reports/desk"
+    assert _files(reports) == {Path(kind) / path for kind, path in records}  # the records, nothing else
+    for (kind, path), text in records.items():
+        assert (reports / kind / path).read_text() == text
+
+    _write(root / "results/desk/runs.csv", "runs, a later aggregate")  # a second save replaces the older copy
+    _make(root, "desk-evidence")
+    assert (reports / "results/runs.csv").read_text() == "runs, a later aggregate"
+    records["results", Path("runs.csv")] = "runs, a later aggregate"
+
+    shutil.rmtree(root / "results")
+    shutil.rmtree(root / "data")
+    _write(root / "results/desk" / RUN / "eval.json", "a newer evaluation")  # exists: restore must leave it alone
+    _make(root, "desk-restore")
+    for (kind, path), text in records.items():
+        assert (root / kind / "desk" / path).read_text() == ("a newer evaluation" if path.name == "eval.json" else text)
+    assert _files(root / "results") | _files(root / "data") == {Path("desk") / path for _, path in records}
+    assert not [p for p in root.rglob("*.npz")]
+
+
+@needs_make
+def test_desk_evidence_without_results_fails_naming_the_folder(tmp_path):
+    root = _checkout(tmp_path)
+    (root / "data/desk").mkdir(parents=True)
+    proc = _make(root, "desk-evidence", check=False)
+    assert proc.returncode != 0 and "results/desk does not exist" in proc.stderr
+    assert not (root / "reports").exists()  # nothing half-saved
+    proc = _make(root, "desk-restore", check=False)
+    assert proc.returncode != 0 and "reports/desk/results, reports/desk/data does not exist" in proc.stderr
+
+
+def test_run_stages_runs_exactly_the_plans_jobs_of_the_stages_in_plan_order():
+    """`make report-now PROFILE=desk`'s jobs are the desk plan's aggregate, table, publish, figures and report jobs."""
+    stages = ["report", "aggregate", "table", "publish", "figures"]  # any order: the plan's order decides
+    proc = subprocess.run([sys.executable, str(SCRIPTS / "run_stages.py"), "--profile", "desk", "--stages", *stages,
+                           "--dry-run"], capture_output=True, text=True, check=True, cwd="/")
+    desk = load_params([REPO_ROOT / f for f in P.param_files("desk")])
+    expected = [job.cmd for job in P.jobs(desk) if job.stage.name in stages]
+    assert proc.stdout.splitlines() == expected
+    assert [c.split()[2] for c in expected[:2]] == ["src/aggregate_scores.py", "src/make_tables.py"]
+    assert len(expected) == 1 + 2 * len(desk.experiment.built_tables) + 1 + 1
+
+
+def test_run_stages_stops_at_the_first_failing_job_with_its_status(tmp_path, capsys):
+    run_stages = _script("run_stages")
+    log = tmp_path / "ran.txt"
+    jobs = [SimpleNamespace(name=f"job{i}", cmd=f"echo {i} >> {log}" + (" && exit 3" if i == 1 else ""), log="-")
+            for i in range(3)]
+    assert run_stages.run(jobs) == 3
+    assert log.read_text().split() == ["0", "1"]  # job2 never ran
+    assert "job job1 failed (exit status 3)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--profile", "nope", "--stages", "table"], "--profile 'nope': conf/nope.yaml does not exist; allowed: ["),
+    (["--profile", "desk", "--stages", "tables"], "--stages ['tables']: not a stage; allowed: ['collect',"),
+])
+def test_run_stages_refuses_an_unknown_profile_or_stage(args, message):
+    proc = subprocess.run([sys.executable, str(SCRIPTS / "run_stages.py"), *args], capture_output=True, text=True)
+    assert proc.returncode == 2 and message in proc.stderr
+
+
+@needs_make
+@pytest.mark.parametrize(("target", "profile", "line"), [
+    ("dvc-smoke", "smoke", "dvc repro pipelines/smoke/dvc.yaml"),
+    ("dvc-smoke", "desk", "dvc repro pipelines/desk/dvc.yaml"),
+    ("dvc-repro", "full", "dvc repro dvc.yaml"),
+    ("report-now", "desk", "workflow/scripts/run_stages.py --profile desk --stages aggregate table publish figures "
+                           "report"),
+    ("tables-now", "rehearsal", "workflow/scripts/run_stages.py --profile rehearsal --stages table publish"),
+])
+def test_profile_targets_follow_profile(tmp_path, target, profile, line):
+    shutil.copy(REPO_ROOT / "Makefile", tmp_path / "Makefile")
+    (tmp_path / "pyproject.toml").touch()  # what `setup` depends on (make -n only prints its recipe)
+    out = _make(tmp_path, "-n", target, f"PROFILE={profile}").stdout.splitlines()
+    assert [s for s in out if s.endswith(line)] != [], out
+
+
+@pytest.mark.parametrize("name", ["desk_evidence", "run_stages"])
+def test_scripts_explain_themselves(name):
+    proc = subprocess.run([sys.executable, str(SCRIPTS / f"{name}.py"), "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.startswith("usage:")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
+import ast
+from dataclasses import replace as replace_spec
 
+import pytest
 import torch
 
-from spirl.params import REPO_ROOT, load_params
+from spirl.params import REPO_ROOT, load_params, replace
+from spirl.saliency import registry
 from spirl.workflow import plan as P
 from spirl.workflow import snakemake as S
 
@@ -74,7 +77,7 @@ def test_scorer_variants_read_their_scorers_mr_and_the_wu_mask():
 
 def test_a_profile_without_the_criteria_table_plans_none_of_its_stages():
     p = params()
-    p = dataclasses.replace(p, experiment=dataclasses.replace(p.experiment, build_tables=("table2",)))
+    p = replace(p, experiment=replace(p.experiment, build_tables=("table2",)))
     stages = {j.stage.name for j in P.jobs(p)}
     assert stages.isdisjoint({"pretrain_wu", "estimate_mr_scorer", "objects", "saliency_quality", "quality_table"})
     assert "quality-md" not in P.report_job(p).inputs
@@ -82,8 +85,8 @@ def test_a_profile_without_the_criteria_table_plans_none_of_its_stages():
 
 def test_gpu_tokens_follow_the_runtime_device():
     p = params()
-    assert S.gpu_tokens(dataclasses.replace(p, runtime=dataclasses.replace(p.runtime, device="cpu"))) == 0
-    assert S.gpu_tokens(dataclasses.replace(p, runtime=dataclasses.replace(p.runtime, device="cuda"))) == 1
+    assert S.gpu_tokens(replace(p, runtime=replace(p.runtime, device="cpu"))) == 0
+    assert S.gpu_tokens(replace(p, runtime=replace(p.runtime, device="cuda"))) == 1
     assert S.gpu_tokens(p) == int(torch.cuda.is_available())  # device: auto
 
 
@@ -105,7 +108,7 @@ def test_desk_profile_plans_exactly_its_slice_of_the_paper():
     full = params("full")
     for section in ("atari", "collect", "mae", "saliency", "wu", "criteria", "agent", "replay", "eval", "runtime"):
         assert getattr(p, section) == getattr(full, section), section
-    assert p.train == dataclasses.replace(full.train, checkpoint_every_env_steps=2000)
+    assert p.train == replace(full.train, checkpoint_every_env_steps=2000)
     report = P.report_job(p)
     assert report.inputs["mae-run"] == ["data/desk/mae/Frostbite/run.json"]
     assert report.inputs["mr"] == ["results/desk/mr/Frostbite/mr.json"]
@@ -114,8 +117,7 @@ def test_desk_profile_plans_exactly_its_slice_of_the_paper():
 
 
 def test_a_profile_without_mae_games_has_no_mae_jobs():
-    p = dataclasses.replace(params("desk"), experiment=dataclasses.replace(params("desk").experiment,
-                                                                          saliency_games=("Pong",)))
+    p = replace(params("desk"), experiment=replace(params("desk").experiment, saliency_games=("Pong",)))
     stages = {job.stage.name for job in P.jobs(p)}
     assert not stages & {"pretrain_mae", "estimate_mr", "saliency_figures", "fig8"}
     assert not set(P.report_job(p).inputs) & {"mae-run", "mae-loss", "mr", "fig2", "fig3", "fig8", "fig6"}
@@ -144,3 +146,46 @@ def test_snakemake_config_in_another_key_order_plans_the_jobs_order_of_the_scrip
     assert list(planned.experiment.tables) == list(scripts.experiment.tables)
     assert P.training_runs(planned) == P.training_runs(scripts)
     assert P.report_job(planned).inputs == P.report_job(scripts).inputs
+
+
+def _calls_setup_torch(script: str) -> bool:
+    """Whether a stage script calls spirl.common.runtime.setup_torch (threads, and the GPU it claims)."""
+    tree = ast.parse((ROOT / script).read_text())
+    return any(isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) ==
+               "setup_torch" for node in ast.walk(tree))
+
+
+def test_torch_stages_are_exactly_those_whose_scripts_set_up_torch():
+    """Stage.torch gives a rule runtime.torch_threads and a GPU token: it must name every script that runs torch."""
+    torch_stages = {name for name, stage in P.STAGES.items() if stage.torch}
+    assert torch_stages == {name for name, stage in P.STAGES.items() if _calls_setup_torch(stage.script)}
+    assert torch_stages == {"pretrain_mae", "estimate_mr", "saliency_figures", "pretrain_wu", "estimate_mr_scorer",
+                            "saliency_quality", "train", "fig6"}
+
+
+def test_the_plan_takes_each_scorers_needs_from_the_registry(monkeypatch):
+    """Which mr estimate a scorer reads and whether it reads the Wu mask come from spirl.saliency.registry: a scorer
+    declared to score with the Wu mask gets it in its mr job, its runs and the games whose masks are trained."""
+    p = params("desk")
+    assert P.OTHER_SCORERS == tuple(name for name in registry.SPECS if name != registry.PAPER)
+    assert P.scorer_mr_template(registry.PAPER) == P.ESTIMATE_MR.outputs["mr"]
+    for name in P.OTHER_SCORERS:
+        assert P.scorer_mr_template(name) == f"results/{{profile}}/mr/{{game}}/{name}/mr.json"
+    assert "wu" not in P.scorer_mr_job(p, "Frostbite", "frame_diff").inputs
+    assert P.train_input_names(p, "spirl_framediff") == ("model", "mr")
+
+    frame_diff, wu_mask = registry.SPECS["frame_diff"], registry.SPECS["wu_mask"]
+    monkeypatch.setitem(registry.SPECS, "frame_diff", replace_spec(frame_diff, scores_with="wu"))
+    assert P.scorer_mr_job(p, "Frostbite", "frame_diff").inputs["wu"] == ["data/desk/wu/Frostbite/model.npz"]
+    assert P.train_input_names(p, "spirl_framediff") == ("model", "mr", "wu")
+    compares_frame_diff = replace(p, criteria=replace(p.criteria, scorers=("mae_surround", "frame_diff")))
+    assert "wu" in P.quality_job(compares_frame_diff, "Frostbite").inputs
+
+    monkeypatch.setitem(registry.SPECS, "frame_diff", frame_diff)
+    monkeypatch.setitem(registry.SPECS, "wu_mask", replace_spec(wu_mask, scores_with=None))  # no scorer reads Wu's
+    assert P.wu_games(p) == [] and "pretrain_wu" not in {job.stage.name for job in P.jobs(p)}
+    assert "wu" not in P.scorer_mr_job(p, "Frostbite", "wu_mask").inputs
+    assert P.train_input_names(p, "spirl_wu") == ("model", "mr")
+    assert "wu" not in P.quality_job(p, "Frostbite").inputs
+    with pytest.raises(ValueError, match=r"saliency.scorer must be one of .*, got 'sobel'"):
+        P.scorer_mr_template("sobel")

@@ -9,14 +9,11 @@ job (stages) are defined in spirl.workflow.stages.
 from __future__ import annotations
 
 import string
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from spirl.params import (
-    SCORERS,
-    Params,
-    resolve_variant,
-)
+from spirl.params import Params, resolve_variant
+from spirl.saliency import registry
 from spirl.workflow.stages import (  # re-exported: the rules and tests use plan.TRAIN etc.
     AGGREGATE,
     COLLECT,
@@ -53,7 +50,7 @@ def param_files(profile: str) -> tuple[str, str]:
     return (PARAMS_FILE, overlay_file(profile))
 
 
-__all__ = ["SCORERS", "AGGREGATE", "COLLECT", "ESTIMATE_MR", "ESTIMATE_MR_SCORER", "FIG6", "FIG6_RUN", "FIG8",
+__all__ = ["AGGREGATE", "COLLECT", "ESTIMATE_MR", "ESTIMATE_MR_SCORER", "FIG6", "FIG6_RUN", "FIG8",
            "FIGURES", "OBJECTS", "PRETRAIN_MAE", "PRETRAIN_WU", "PUBLISH", "QUALITY_TABLE", "REPORT",
            "SALIENCY_FIGURES", "SALIENCY_QUALITY", "STAGES", "TABLE", "TRAIN", "Stage"]
 
@@ -182,10 +179,10 @@ def saliency_games(params: Params) -> list[str]:
 
 def train_input_names(params: Params, variant: str) -> tuple[str, ...]:
     """What a run reads: the game's MAE and mr estimate (spirl base; its scorer's, see train_job), its Wu mask
-    (scorer wu_mask), its frames (replay pre-fill)."""
+    (a scorer that scores with it), its frames (replay pre-fill)."""
     resolved = resolve_variant(params, variant)
     names = ("model", "mr") if params.experiment.variants[variant].base == "spirl" else ()
-    names += ("wu",) if names and resolved.saliency.scorer == "wu_mask" else ()
+    names += ("wu",) if names and reads_wu([resolved.saliency.scorer]) else ()
     return names + (("frames",) if resolved.replay.prefill == "pretraining" else ())
 
 
@@ -196,11 +193,19 @@ def variant_scorer(params: Params, variant: str) -> str | None:
     return resolve_variant(params, variant).saliency.scorer
 
 
+def reads_wu(scorers: Iterable[str]) -> bool:
+    """Whether a job that scores with any of `scorers` reads the game's trained Wu mask."""
+    return any(registry.spec(s).needs_wu for s in scorers)
+
+
+OTHER_SCORERS = tuple(name for name, spec in registry.SPECS.items() if not spec.paper)
+"""The scorers besides the paper's criterion (SPEC §4): each one's mr estimate is an ESTIMATE_MR_SCORER job."""
+
+
 def scorer_mr_template(scorer: str) -> str:
     """Where a scorer's mr estimate lives: ESTIMATE_MR's for the paper's scorer, ESTIMATE_MR_SCORER's for others."""
-    if scorer == "mae_surround":
-        return ESTIMATE_MR.outputs["mr"]
-    return ESTIMATE_MR_SCORER.outputs["mr"].replace("{scorer}", scorer)
+    stage = ESTIMATE_MR if registry.spec(scorer).paper else ESTIMATE_MR_SCORER
+    return stage.outputs["mr"].replace("{scorer}", scorer)
 
 
 def criteria_games(params: Params) -> list[str]:
@@ -216,20 +221,20 @@ def criteria_games(params: Params) -> list[str]:
 def scorer_mr_jobs(params: Params) -> list[tuple[str, str]]:
     """(game, scorer) of every other scorer's mr estimate (SPEC §13): the compared scorers on the criteria games,
     and the scorer of every planned run of a scorer variant."""
-    pairs = {(g, s): None for g in criteria_games(params) for s in params.criteria.scorers if s != "mae_surround"}
+    pairs = {(g, s): None for g in criteria_games(params) for s in params.criteria.scorers if s in OTHER_SCORERS}
     for run in training_runs(params):
         scorer = variant_scorer(params, run["variant"])
-        if scorer not in (None, "mae_surround"):
+        if scorer in OTHER_SCORERS:
             pairs[(run["game"], scorer)] = None
     return sorted(pairs, key=lambda p: (params.experiment.games.index(p[0]), params.criteria.scorers.index(p[1])
                                         if p[1] in params.criteria.scorers else 99, p[1]))
 
 
 def wu_games(params: Params) -> list[str]:
-    """Games whose Wu mask is trained: those with a wu_mask mr estimate (hence the criteria games when
-    criteria.scorers has wu_mask, and every game of a wu_mask run)."""
-    games = {g for g, s in scorer_mr_jobs(params) if s == "wu_mask"}
-    games.update(criteria_games(params) if "wu_mask" in params.criteria.scorers else ())
+    """Games whose Wu mask is trained: those with the mr estimate of a scorer that reads it (hence the criteria
+    games when criteria.scorers has such a scorer, and every game of a run that selects with one)."""
+    games = {g for g, s in scorer_mr_jobs(params) if reads_wu([s])}
+    games.update(criteria_games(params) if reads_wu(params.criteria.scorers) else ())
     return [g for g in params.experiment.games if g in games]
 
 
@@ -282,7 +287,7 @@ def train_job(params: Params, wildcards: Mapping[str, str]) -> Job:
     first, _, last = wc["seed"].partition("-")
     seeds = tuple(str(s) for s in range(int(first), int(last) + 1)) if last else ()
     scorer = variant_scorer(params, wc["variant"])
-    templates = {"mr": scorer_mr_template(scorer)} if scorer not in (None, "mae_surround") else {}
+    templates = {"mr": scorer_mr_template(scorer)} if scorer is not None else {}  # its scorer's mr estimate
     return Job(TRAIN, params.experiment.profile, wc, input_names=names, seeds=seeds, input_templates=templates)
 
 
@@ -340,14 +345,14 @@ def jobs(params: Params) -> list[Job]:
 
 
 def scorer_mr_job(params: Params, game: str, scorer: str) -> Job:
-    """The mr estimate of one other scorer on one game (its Wu mask only for wu_mask)."""
-    names = ("model", "frames", *(("wu",) if scorer == "wu_mask" else ()))
+    """The mr estimate of one other scorer on one game (the game's Wu mask only for a scorer that reads it)."""
+    names = ("model", "frames", *(("wu",) if reads_wu([scorer]) else ()))
     return Job(ESTIMATE_MR_SCORER, params.experiment.profile, {"game": game, "scorer": scorer}, input_names=names)
 
 
 def quality_job(params: Params, game: str) -> Job:
-    """A game's saliency-quality job (the Wu mask only when criteria.scorers compares wu_mask)."""
-    names = ("frames", "objects", "model", "mr", *(("wu",) if "wu_mask" in params.criteria.scorers else ()))
+    """A game's saliency-quality job (the Wu mask only when criteria.scorers compares a scorer that reads it)."""
+    names = ("frames", "objects", "model", "mr", *(("wu",) if reads_wu(params.criteria.scorers) else ()))
     return Job(SALIENCY_QUALITY, params.experiment.profile, {"game": game}, input_names=names)
 
 

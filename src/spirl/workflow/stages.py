@@ -35,6 +35,8 @@ class Stage:
     published: bool = False  # writes outside the profile's folders: only the root dvc.yaml declares it
     mae_inputs: tuple[str, ...] = ()  # gathering inputs that span only the games with an MAE (saliency_games)
     interpreter: str = "python"  # the Python that runs the script (OBJECTS: the isolated OCAtari environment)
+    torch: bool = False  # the script runs torch (spirl.common.runtime.setup_torch): its job takes runtime.torch_threads
+    #                      cores and one GPU token (Snakemake's `gpu` resource) when the device is a GPU
 
     @property
     def code(self) -> tuple[str, ...]:
@@ -63,6 +65,7 @@ PRETRAIN_MAE = Stage(
     sections=("mae", "runtime"),
     log="work/{profile}/logs/pretrain_mae/{game}.log",
     work="work/{profile}/mae/{game}",
+    torch=True,
 )
 
 ESTIMATE_MR = Stage(
@@ -73,6 +76,7 @@ ESTIMATE_MR = Stage(
     outputs={"mr": "results/{profile}/mr/{game}/mr.json", "ks": "results/{profile}/mr/{game}/ks.npz"},
     sections=("saliency", "runtime"),
     log="work/{profile}/logs/estimate_mr/{game}.log",
+    torch=True,
 )
 
 SALIENCY_FIGURES = Stage(
@@ -84,6 +88,7 @@ SALIENCY_FIGURES = Stage(
     outputs={"fig2": "reports/{profile}/fig2/{game}.png", "fig3": "reports/{profile}/fig3/{game}.png"},
     sections=("saliency", "report", "runtime"),
     log="work/{profile}/logs/saliency_figures/{game}.log",
+    torch=True,
 )
 
 PRETRAIN_WU = Stage(
@@ -97,11 +102,12 @@ PRETRAIN_WU = Stage(
     sections=("wu", "runtime"),
     log="work/{profile}/logs/pretrain_wu/{game}.log",
     work="work/{profile}/wu/{game}",
+    torch=True,
 )
 
 
-# SPEC §13: each other scorer's K histogram and mr* from the same pre-training frames (the paper's scorer,
-# mae_surround, is ESTIMATE_MR's)
+# SPEC §13: each other scorer's K histogram and mr* from the same pre-training frames (the paper's criterion's is
+# ESTIMATE_MR's; spirl.workflow.plan.OTHER_SCORERS are the {scorer} values)
 ESTIMATE_MR_SCORER = Stage(
     name="estimate_mr_scorer",
     script="src/estimate_mr.py",
@@ -111,6 +117,7 @@ ESTIMATE_MR_SCORER = Stage(
     outputs={"mr": "results/{profile}/mr/{game}/{scorer}/mr.json", "ks": "results/{profile}/mr/{game}/{scorer}/ks.npz"},
     sections=("mae", "saliency", "criteria.seed", "runtime"),
     log="work/{profile}/logs/estimate_mr/{game}-{scorer}.log",
+    torch=True,
 )
 
 # SPEC §14: random-policy frames with OCAtari's RAM object boxes, in the isolated environment `make setup` builds
@@ -137,6 +144,7 @@ SALIENCY_QUALITY = Stage(
              "figure": "reports/{profile}/saliency_quality/{game}.png"},
     sections=("mae", "saliency", "criteria", "report", "runtime"),
     log="work/{profile}/logs/saliency_quality/{game}.log",
+    torch=True,
 )
 
 QUALITY_TABLE = Stage(
@@ -172,6 +180,7 @@ TRAIN = Stage(
     sections=("atari", "saliency", "agent", "replay", "train", "eval", "runtime", "experiment.variants.{variant}"),
     log="work/{profile}/logs/train/{variant}-{regime}-{game}-{seed}.log",
     work=f"work/{RUN_DIR}",
+    torch=True,
 )
 
 REFERENCE = "data/reference/paper_scores.csv"
@@ -232,6 +241,7 @@ FIG6 = Stage(
     sections=("atari", "saliency", "agent", "report", "runtime", "experiment.variants.spirl"),
     log="work/{profile}/logs/fig6/{game}.log",
     options={"variant": FIG6_RUN["variant"]},
+    torch=True,
 )
 
 REPORT = Stage(
