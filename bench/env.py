@@ -16,7 +16,6 @@ wrapper/bare >= 0.80.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -26,8 +25,9 @@ import cv2
 import numpy as np
 
 from spirl.common.runinfo import emit_bench
-from spirl.envs.atari import AtariEnv, derive_seeds, make_ale, make_env, rom_id
-from spirl.params import AtariParams, load_params
+from spirl.envs.ale import derive_seeds, make_ale, rom_id
+from spirl.envs.atari import AtariEnv, make_env
+from spirl.params import AtariParams, load_params, to_plain
 
 MIN_RATIO = 0.80
 BLOCK_STEPS = 500
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     games = args.games or list(params.experiment.games)
     results = {game: bench_game(game, args.steps, args.seed, params.atari) for game in games}
     emit_bench({"bench": "env", "results": results,
-                "settings": {"mode": "train", **dataclasses.asdict(params.atari), "seed": args.seed,
+                "settings": {"mode": "train", **to_plain(params.atari), "seed": args.seed,
                              "block_steps": BLOCK_STEPS, "min_ratio": MIN_RATIO}}, args.out)
     return 0
 

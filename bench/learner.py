@@ -64,8 +64,12 @@ def baseline(rev: str, variants: list[str], game: str, seconds: float) -> dict:
     """This benchmark at commit `rev` (its src/ and bench/learner.py, eager, one seed), in a subprocess."""
     root = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory() as tmp:
-        archive = subprocess.run(["git", "-C", str(root), "archive", rev, "src", "bench/learner.py", "params.yaml",
-                                  "workflow/schemas"], check=True, capture_output=True).stdout
+        paths = ["src", "bench/learner.py", "params.yaml"]
+        if subprocess.run(["git", "-C", str(root), "cat-file", "-e", f"{rev}:workflow/schemas"],
+                          stderr=subprocess.DEVNULL).returncode == 0:
+            paths.append("workflow/schemas")  # the JSON schema an older loader reads (before the pydantic model)
+        archive = subprocess.run(["git", "-C", str(root), "archive", rev, *paths], check=True,
+                                 capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
         out = Path(tmp) / "out.json"
         env = {**os.environ, "PYTHONPATH": f"{tmp}/src"}

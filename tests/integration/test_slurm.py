@@ -69,7 +69,7 @@ SLICE = {
     "eval": {"n_envs": 1},
     "report": {"bootstrap_reps": 50, "fig2_frames": 1, "fig3_frames": 2, "fig6_frames": 1},
 }
-BAD = {"mae": {"batch_size": 512}}  # valid for the schema and the config checks; only the job sees 200 frames
+BAD = {"mae": {"batch_size": 512}}  # valid for the parameter model and the config checks; only the job sees 200 frames
 BAD_ERROR = "ValueError: 200 frames are fewer than one batch of 512 (mae.batch_size)"
 SLURM_FLAGS = ["--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "4"]
 

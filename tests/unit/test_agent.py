@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 
 import numpy as np
 import pytest
@@ -11,7 +10,7 @@ import torch
 
 from spirl.agents.agent import Agent, build_qnetwork, frame_spec
 from spirl.common.nn import parameter_count
-from spirl.params import REPO_ROOT, load_params, resolve_variant
+from spirl.params import REPO_ROOT, load_params, replace, resolve_variant
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +65,7 @@ def test_forward_shapes_and_eval_is_deterministic(params):
     _, _, pix = make(params, "de_rainbow")
     frames = torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8)
     assert pix(frames).shape == (3, 18, 51)
-    p_rgb = dataclasses.replace(p, agent=dataclasses.replace(p.agent, pixels="rgb96"))
+    p_rgb = replace(p, agent=replace(p.agent, pixels="rgb96"))
     spec = frame_spec("de_rainbow", p_rgb.agent, 28, 64, 96, "float16")
     rgb = build_qnetwork(spec, p_rgb.agent, 18, 4, torch.Generator().manual_seed(0))
     assert rgb(torch.randint(0, 256, (2, 4, 96, 96, 3), dtype=torch.uint8)).shape == (2, 18, 51)
@@ -82,7 +81,7 @@ def _batch(n: int, seed: int) -> dict[str, np.ndarray]:
 
 def test_learning_reduces_the_loss_and_copies_the_target(params):
     p, _, net = make(params, "spirl")
-    train = dataclasses.replace(p.train, target_update_updates=5, lr=1e-3)
+    train = replace(p.train, target_update_updates=5, lr=1e-3)
     agent = Agent(net, p.agent, train, torch.device("cpu"), torch.Generator().manual_seed(2))
     batch = _batch(32, 0)
     batch["discounts"][:] = 0  # terminal targets: a fixed distribution to fit
@@ -117,7 +116,7 @@ def test_learning_is_deterministic_and_resumes_exactly(params):
 
 def test_gradient_is_clipped_to_the_global_norm(params):
     p, _, net = make(params, "spirl")
-    train = dataclasses.replace(p.train, grad_clip_norm=1e-3, lr=1.0)
+    train = replace(p.train, grad_clip_norm=1e-3, lr=1.0)
     agent = Agent(net, p.agent, train, torch.device("cpu"), torch.Generator().manual_seed(4))
     agent.optimizer = torch.optim.SGD(agent.online.parameters(), lr=1.0)  # step = -grad: its norm is visible
     before = [q.detach().clone() for q in agent.online.parameters()]

@@ -1,13 +1,12 @@
-"""Strict configuration: both guards (JSON schema, dataclasses) reject unknown, missing, mistyped keys."""
+"""Strict configuration: the parameter model (pydantic) rejects unknown, missing, mistyped and out-of-range keys,
+naming the key path, the value given and what is allowed; the cross-section rules; variants; replace."""
 
 from __future__ import annotations
 
 import copy
-import dataclasses
-import typing
 
 import pytest
-import yaml
+from pydantic import ValidationError
 
 import spirl.params as C
 from spirl.params import ConfigError
@@ -52,13 +51,22 @@ def test_smoke_profile_is_small():
 
 def test_params_are_frozen():
     params = C.load_params([ROOT / "params.yaml"])
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(ValidationError, match="Instance is frozen") as err:
         params.agent.pool = "mean"  # type: ignore[misc]
+    assert [e["type"] for e in err.value.errors()] == ["frozen_instance"]
+    assert params.agent.pool == "cls"
     with pytest.raises(TypeError):
         params.collect.frames_per_game["Frostbite"] = 1  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        params.experiment.games.append("Pong")  # type: ignore[attr-defined]
+    with pytest.raises(TypeError):  # a variant's free-form overrides are frozen all the way down
+        params.experiment.variants["spirl_mr50_mean"].overrides["agent"]["pool"] = "cls"  # type: ignore[index]
+    assert params.experiment.variants["spirl_mr50_mean"].overrides["agent"]["pool"] == "mean"
+    assert hash(params.agent) == hash(C.load_params([ROOT / "params.yaml"]).agent)  # equal sections, equal hashes
+    assert C.load_params([ROOT / "params.yaml"]) == params
 
 
-# --- the three failure kinds, through each guard --------------------------------------------------
+# --- bad values: each names the key path, the value given and what is allowed ---------------------------------------
 
 
 def _set(raw: dict, dotted: str, value) -> dict:
@@ -90,20 +98,17 @@ BAD_CASES = {
     "yaml_float_pitfall": (lambda r: _set(r, "train.lr", "1e-4"), ["train.lr", "'1e-4'"]),
     "bool_for_int": (lambda r: _set(r, "eval.n_envs", True), ["eval.n_envs", "True"]),
     "unknown_section": (lambda r: {**r, "extra": {}}, ["extra"]),
+    # ranges and patterns (a JSON schema held them before the model did)
+    "below_range": (lambda r: _set(r, "experiment.variants.spirl.n_seeds", 0),
+                    ["variants.spirl.n_seeds", "0", ">= 1"]),
+    "game_pattern": (lambda r: _set(r, "collect.frames_per_game", {"frostbite": 5}),
+                     ["frames_per_game", "'frostbite'"]),
+    "repeated": (lambda r: _set(r, "experiment.games", ["Seaquest", "Seaquest"]), ["experiment.games", "repeated"]),
 }
 
 
 @pytest.mark.parametrize("kind", sorted(BAD_CASES))
-def test_schema_rejects(raw, kind):
-    mutate, words = BAD_CASES[kind]
-    with pytest.raises(ConfigError) as err:
-        C.validate_schema(mutate(raw))
-    for word in words[:2]:
-        assert word in str(err.value)
-
-
-@pytest.mark.parametrize("kind", sorted(BAD_CASES))
-def test_dataclasses_reject(raw, kind):
+def test_models_reject(raw, kind):
     mutate, words = BAD_CASES[kind]
     with pytest.raises(ConfigError) as err:
         C.params_from_dict(mutate(raw))
@@ -112,7 +117,7 @@ def test_dataclasses_reject(raw, kind):
         assert word in message, message
 
 
-def test_dataclass_messages_say_what_is_allowed(raw):
+def test_messages_say_what_is_allowed(raw):
     with pytest.raises(ConfigError, match=r"missing key train\.discount: expected a number"):
         C.params_from_dict(_delete(raw, "train.discount"))
     with pytest.raises(ConfigError, match=r"allowed keys in agent: token_dim, heads"):
@@ -121,6 +126,77 @@ def test_dataclass_messages_say_what_is_allowed(raw):
         C.params_from_dict(_set(raw, "agent.hidden_size", "256"))
     with pytest.raises(ConfigError, match=r"exactly 2"):
         C.params_from_dict(_set(raw, "mae.adam_betas", [0.9]))
+
+
+@pytest.mark.parametrize(("dotted", "value", "message"), [
+    ("agent.heads", True, "agent.heads = True (bool) is not allowed: expected an integer >= 1"),
+    ("report.seed", 1.0, "report.seed = 1.0 (float) is not allowed: expected an integer >= 0"),
+    ("atari.fire_on_reset", 1, "atari.fire_on_reset = 1 (int) is not allowed: expected true or false"),
+    ("train.lr", False, "train.lr = False (bool) is not allowed: expected a number > 0"),
+    ("eval.epsilon", "0.01", "eval.epsilon = '0.01' (str) is not allowed: expected a number >= 0 and <= 1"),
+])
+def test_strict_types_no_bool_for_a_number_no_string_for_a_number(raw, dotted, value, message):
+    with pytest.raises(ConfigError) as err:
+        C.params_from_dict(_set(raw, dotted, value))
+    assert str(err.value) == f"params: {message}"
+
+
+def test_an_int_is_accepted_for_a_number_and_stored_as_a_float(raw):
+    params = C.params_from_dict(_set(raw, "train.lr", 1))
+    assert params.train.lr == 1.0 and type(params.train.lr) is float
+    assert C.to_plain(params)["train"]["lr"] == 1.0 and type(C.to_plain(params)["train"]["lr"]) is float
+    assert type(C.params_from_dict(_set(raw, "saliency.mr", 1)).saliency.mr) is float  # 'paper'... or a ratio
+
+
+def test_an_unknown_nested_key_is_named_by_its_path(raw):
+    with pytest.raises(ConfigError) as err:
+        C.params_from_dict(_set(raw, "train.regimes.100k.metrics", "final_mean"))
+    assert str(err.value) == (
+        "params: unknown key train.regimes.100k.metrics (value 'final_mean'); allowed keys in train.regimes.100k: "
+        "total_env_steps, env_steps_per_update, replay_capacity_transitions, eval_every_env_steps, metric")
+    with pytest.raises(ConfigError,
+                       match=r"^params: unknown key experiment\.tables\.table1\.runs\[0\]\.seed \(value 3\)"):
+        C.params_from_dict(_set(raw, "experiment.tables.table1.runs", [{"variant": "spirl", "regime": "100k",
+                                                                         "seed": 3}]))
+
+
+def test_the_error_text_of_a_nested_bad_value(raw):
+    cases = [  # (key path, bad value, message)
+        ("train.regimes.100k.metric", "mean",
+         "train.regimes.100k.metric = 'mean' (str) is not allowed: expected one of 'final_mean', 'best_median'"),
+        ("agent.cnn_channels", [32, 0, 64], "agent.cnn_channels[1] = 0 (int) is not allowed: expected an integer >= 1"),
+        ("mae.adam_betas", [0.9, 1.0],
+         "mae.adam_betas[1] = 1.0 (float) is not allowed: expected a number >= 0 and < 1"),
+        ("mae.adam_betas", [0.9, 0.9, 0.9], "mae.adam_betas = [0.9, 0.9, 0.9] has 3 items: expected exactly 2"),
+        ("saliency.mr", 1.5,
+         "saliency.mr = 1.5 (float) is not allowed: expected one of 'paper', 'paper_star', 'auto' or a number > 0 "
+         "and <= 1"),
+        ("experiment.tables.table1.games", ["Frostbite", 3],
+         "experiment.tables.table1.games = ['Frostbite', 3] (list) is not allowed: expected one of 'all' or a list, "
+         "each item a string matching '^[A-Z][A-Za-z0-9]*$' (non-empty, no repeated items)"),
+        ("experiment.games", ["Seaquest", "Pong", "Seaquest"],
+         "experiment.games = ['Seaquest', 'Pong', 'Seaquest'] (list) is not allowed (repeated items 'Seaquest'): "
+         "expected a list, each item a string matching '^[A-Z][A-Za-z0-9]*$' (non-empty, no repeated items)"),
+        ("train.regimes.100", {},
+         "train.regimes has the key '100', which is not allowed: expected a string matching '^[0-9]+k$'"),
+        ("criteria.dynamic_categories.Frostbite", ["Player", ""],
+         "criteria.dynamic_categories.Frostbite[1] = '' (str) is not allowed: expected a string (non-empty)"),
+        ("experiment.tables.table1.runs", [{"variant": "spirl"}],
+         "missing key experiment.tables.table1.runs[0].regime: expected a string"),
+        ("experiment.variants.spirl.overrides", {"agent": 5},
+         "experiment.variants.spirl.overrides.agent = 5 (int) is not allowed: expected a mapping of a string to any "
+         "value"),
+        ("wu", [1],
+         "wu = [1] (list) is not allowed: expected a mapping with keys delta, mask_weight, max_gap, lr, batch_size, "
+         "epochs, seed, checkpoint_every_updates"),
+    ]
+    for dotted, value, message in cases:
+        with pytest.raises(ConfigError) as err:
+            C.params_from_dict(_set(raw, dotted, value))
+        assert str(err.value) == f"params: {message}", dotted
+    with pytest.raises(ConfigError, match=r"^params: \(top level\) = 5 \(int\) is not allowed: expected a mapping "
+                                          r"with keys experiment, atari,"):
+        C.params_from_dict(5)  # type: ignore[arg-type]
 
 
 def test_cross_references_are_checked(raw):
@@ -167,11 +243,18 @@ def test_variant_overrides_are_strict(raw):
     bad = _set(raw, "experiment.variants.spirl.overrides", {"agent": {"pooling": "mean"}})
     with pytest.raises(ConfigError, match=r"unknown key experiment\.variants\.spirl\.overrides\.agent\.pooling"):
         C.params_from_dict(bad)
-    with pytest.raises(ConfigError, match=r"overrides.*pooling"):
-        C.validate_schema(bad)
     bad_value = _set(raw, "experiment.variants.spirl.overrides", {"agent": {"pool": "max"}})
     with pytest.raises(ConfigError, match=r"overrides\.agent\.pool = 'max'"):
         C.params_from_dict(bad_value)
+    unknown = _set(raw, "experiment.variants.spirl.overrides", {"saliency": {"k_max": 40}})
+    with pytest.raises(ConfigError, match=r"^params: unknown key experiment\.variants\.spirl\.overrides\.saliency\."
+                                          r"k_max \(value 40\); allowed keys in experiment\.variants\.spirl\."
+                                          r"overrides\.saliency: scorer, selection, xscale"):
+        C.params_from_dict(unknown)
+    out_of_range = _set(raw, "experiment.variants.spirl.overrides", {"train": {"multi_step": 0}})
+    with pytest.raises(ConfigError, match=r"overrides\.train\.multi_step = 0 \(int\) is not allowed: expected an "
+                                          r"integer >= 1"):
+        C.params_from_dict(out_of_range)
     bad_section = _set(raw, "experiment.variants.spirl.overrides", {"mae": {"epochs": 1}})
     with pytest.raises(ConfigError, match=r"cannot be overridden; allowed: saliency, agent, replay, train"):
         C.params_from_dict(bad_section)
@@ -201,8 +284,9 @@ def test_released_priority_overlay_changes_only_the_new_sample_priority():
     released = C.resolve_variant(both, "de_rainbow_released_priority")
     ours = C.resolve_variant(desk, "de_rainbow")
     assert (ours.replay.new_priority, released.replay.new_priority) == ("max", "one")
-    assert dataclasses.replace(released, experiment=ours.experiment,
-                               replay=dataclasses.replace(released.replay, new_priority="max")) == ours
+    assert C.replace(released, experiment=ours.experiment,
+                     replay=C.replace(released.replay, new_priority="max")) == ours
+
 
 def test_overlay_merge_rules():
     base = {"a": {"b": 1, "c": [1, 2]}, "d": 2}
@@ -220,52 +304,53 @@ def test_missing_file_is_named(tmp_path):
         C.load_params([tmp_path / "list.yaml"])
 
 
-# --- the schema and the dataclasses describe the same keys -------------------------------------
-
-
-def _schema_section(schema: dict, node: dict) -> dict:
-    return schema["$defs"][node["$ref"].split("/")[-1]] if "$ref" in node else node
-
-
-def _compare(schema: dict, node: dict, cls: type, where: str) -> None:
-    node = _schema_section(schema, node)
-    fields = {f.name for f in dataclasses.fields(cls)}
-    assert node.get("additionalProperties") is False, where
-    assert set(node["properties"]) == fields, where
-    assert set(node["required"]) == fields, where
-    hints = typing.get_type_hints(cls)
-    for name, tp in hints.items():
-        child = _schema_section(schema, node["properties"][name])
-        if dataclasses.is_dataclass(tp):
-            _compare(schema, child, tp, f"{where}.{name}")
-        elif typing.get_origin(tp) is typing.get_origin(typing.Mapping[str, int]):
-            value_tp = typing.get_args(tp)[1]
-            if dataclasses.is_dataclass(value_tp):
-                (pattern_node,) = child["patternProperties"].values()
-                _compare(schema, pattern_node, value_tp, f"{where}.{name}.*")
-
-
-def test_schema_and_dataclasses_agree():
-    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "params.schema.yaml").read_text())
-    _compare(schema, schema, C.Params, "params")
-    overrides = schema["properties"]["experiment"]["properties"]["variants"]["patternProperties"]
-    (variant,) = overrides.values()
-    override_props = variant["properties"]["overrides"]["properties"]
-    assert set(override_props) == set(C.OVERRIDABLE)
-    for section, cls in C.OVERRIDABLE.items():
-        assert set(override_props[section]["properties"]) == {f.name for f in dataclasses.fields(cls)}
-        assert "required" not in override_props[section]
-
-
 def test_resolve_mr_per_setting():
     params = C.load_params([ROOT / "params.yaml"])
     sal = params.saliency
     assert C.resolve_mr(sal, "Frostbite") == 0.35
-    assert C.resolve_mr(dataclasses.replace(sal, mr="paper_star", mr_offset=-0.05), "Frostbite") == 0.35
-    assert C.resolve_mr(dataclasses.replace(sal, mr="paper_star", mr_offset=0.05), "Seaquest") == 0.25
-    assert C.resolve_mr(dataclasses.replace(sal, mr=0.5), "MsPacman") == 0.5
-    assert C.resolve_mr(dataclasses.replace(sal, mr="auto"), "MsPacman", 0.4) == 0.4
+    assert C.resolve_mr(C.replace(sal, mr="paper_star", mr_offset=-0.05), "Frostbite") == 0.35
+    assert C.resolve_mr(C.replace(sal, mr="paper_star", mr_offset=0.05), "Seaquest") == 0.25
+    assert C.resolve_mr(C.replace(sal, mr=0.5), "MsPacman") == 0.5
+    assert C.resolve_mr(C.replace(sal, mr="auto"), "MsPacman", 0.4) == 0.4
     with pytest.raises(ConfigError, match="needs the estimated mr"):
-        C.resolve_mr(dataclasses.replace(sal, mr="auto"), "MsPacman")
+        C.resolve_mr(C.replace(sal, mr="auto"), "MsPacman")
     with pytest.raises(ConfigError, match=r"gives -0.05 for Seaquest"):
-        C.resolve_mr(dataclasses.replace(sal, mr=0.1, mr_offset=-0.15), "Seaquest")
+        C.resolve_mr(C.replace(sal, mr=0.1, mr_offset=-0.15), "Seaquest")
+
+
+def test_replace_validates_like_the_loader():
+    params = C.load_params([ROOT / "params.yaml"])
+    faster = C.replace(params.train, lr=1e-3, multi_step=3)
+    assert (faster.lr, faster.multi_step, faster.discount) == (1e-3, 3, params.train.discount)
+    assert params.train.lr == 1e-4  # the original is untouched
+    whole = C.replace(params, train=faster, experiment=C.replace(params.experiment, games=("Seaquest",)))
+    assert (whole.train, whole.experiment.games, whole.agent) == (faster, ("Seaquest",), params.agent)
+    assert C.replace(params, train=params.train) == params
+    assert type(C.replace(params.agent, v_max=10).v_max) is float
+    with pytest.raises(ConfigError) as err:
+        C.replace(params.agent, heads=True)
+    assert str(err.value) == "agent.heads = True (bool) is not allowed: expected an integer >= 1"
+    with pytest.raises(ConfigError, match=r"^runtime\.device = 'gpu' \(str\) is not allowed: expected one of 'auto', "
+                                          r"'cpu', 'cuda'$"):
+        C.replace(params.runtime, device="gpu")
+    with pytest.raises(ConfigError, match=r"^unknown key agent\.pooling \(value 'mean'\); allowed keys in agent: "
+                                          r"token_dim, heads"):
+        C.replace(params.agent, pooling="mean")
+    with pytest.raises(ConfigError, match=r"^train\.regimes\.100k\.total_env_steps = 0 \(int\) is not allowed"):
+        C.replace(params, train=C.replace(params.train, regimes={"100k": {**C.to_plain(params.train.regimes["100k"]),
+                                                                          "total_env_steps": 0}}))
+    with pytest.raises(ConfigError, match=r"^RegimeParams\.metric = 'mean' \(str\) is not allowed"):
+        C.replace(params.train.regimes["100k"], metric="mean")
+
+
+def test_allowed_values_are_listed_once():
+    """The choices the code checks are the model's Literals (one list each), e.g. replay.is_weight_norm."""
+    from spirl.agents import networks, replay
+    from spirl.saliency import error_maps
+
+    assert C.IS_WEIGHT_NORMS == ("batch", "buffer") and replay.IS_WEIGHT_NORMS is C.IS_WEIGHT_NORMS
+    assert (networks.POOLS, networks.PADDINGS) == (("cls", "mean"), ("zero", "trainable", "masked"))
+    assert networks.POOLS is C.POOLS and networks.PADDINGS is C.PADDINGS
+    assert error_maps.ERROR_SPACES is C.ERROR_SPACES == ("normalized", "raw")
+    assert C.describe(C.ReplayParams.model_fields["is_weight_norm"].annotation) == "one of 'batch', 'buffer'"
+    assert C.SCORERS == ("mae_surround", "mae_untrained", "frame_diff", "random", "wu_mask")

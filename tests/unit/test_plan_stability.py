@@ -9,14 +9,13 @@ of a parameter or a path changes some of them: regenerate the file with
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import sys
 
 import pytest
 
-from spirl.params import REPO_ROOT, load_params
+from spirl.params import REPO_ROOT, load_params, replace
 from spirl.workflow import plan as P
 from spirl.workflow import snakemake as S
 
@@ -53,7 +52,7 @@ def test_the_hash_sees_a_changed_parameter():
     params = load_params([REPO_ROOT / f for f in P.param_files("smoke")])
     job = next(j for j in P.jobs(params) if j.stage is P.COLLECT)
     before = S.section_values(params, job.stage, dict(job.wildcards))
-    changed = dataclasses.replace(params, collect=dataclasses.replace(params.collect, seed=params.collect.seed + 1))
+    changed = replace(params, collect=replace(params.collect, seed=params.collect.seed + 1))
     assert _sha(S.section_values(changed, job.stage, dict(job.wildcards))) != _sha(before)
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from spirl.params import REPO_ROOT, load_params
+from spirl.params import REPO_ROOT, load_params, replace
 from spirl.saliency import pretrain as P
 
 SEEDS = {"init": 1, "sample": 2, "mask": 3}
@@ -18,7 +17,7 @@ SEEDS = {"init": 1, "sample": 2, "mask": 3}
 @pytest.fixture(scope="module")
 def mae():
     params = load_params([REPO_ROOT / "params.yaml"])
-    return dataclasses.replace(params.mae, epochs=3, warmup_epochs=1, batch_size=8)
+    return replace(params.mae, epochs=3, warmup_epochs=1, batch_size=8)
 
 
 def frames(n: int = 40, size: int = 32, seed: int = 0) -> np.ndarray:
@@ -92,7 +91,7 @@ def test_fingerprint_changes_with_params_seeds_and_frames(mae, tmp_path):
     path.write_bytes(b"abc")
     base = P.fingerprint(mae, SEEDS, path)
     assert base == P.fingerprint(mae, dict(SEEDS), path)
-    assert base != P.fingerprint(dataclasses.replace(mae, epochs=4), SEEDS, path)
+    assert base != P.fingerprint(replace(mae, epochs=4), SEEDS, path)
     assert base != P.fingerprint(mae, {**SEEDS, "mask": 4}, path)
     path.write_bytes(b"abd")
     assert base != P.fingerprint(mae, SEEDS, path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import multiprocessing
 import threading
 import time
@@ -11,7 +10,7 @@ import pytest
 import torch
 
 from spirl.common import runtime as R
-from spirl.params import ConfigError, RuntimeParams
+from spirl.params import ConfigError, RuntimeParams, replace
 
 CPU = RuntimeParams(device="cpu", torch_threads=1, pretrain_precision="bf16", saliency_precision="fp32",
                     saliency_memory_mb=4096, seeds_per_job=1, compile_learner=False)
@@ -104,13 +103,13 @@ def test_setup_torch_on_cpu_sets_threads_and_claims_nothing(monkeypatch, tmp_pat
     monkeypatch.setenv(R.LOCK_DIR_ENV, str(tmp_path))
     before = torch.get_num_threads()
     try:
-        assert R.setup_torch(dataclasses.replace(CPU, torch_threads=2)) == torch.device("cpu")
+        assert R.setup_torch(replace(CPU, torch_threads=2)) == torch.device("cpu")
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
     assert not any(tmp_path.iterdir())
     assert R.autocast_dtype(CPU, torch.device("cpu"), "pretrain") is None
-    bf16 = dataclasses.replace(CPU, saliency_precision="bf16")
+    bf16 = replace(CPU, saliency_precision="bf16")
     assert R.autocast_dtype(bf16, torch.device("cpu"), "saliency") is None
 
 
@@ -118,8 +117,8 @@ def test_setup_torch_on_cpu_sets_threads_and_claims_nothing(monkeypatch, tmp_pat
 def test_setup_torch_without_cuda(monkeypatch, tmp_path):
     monkeypatch.setenv(R.LOCK_DIR_ENV, str(tmp_path))
     with pytest.raises(ConfigError, match="runtime.device = 'cuda'"):
-        R.setup_torch(dataclasses.replace(CPU, device="cuda"))
-    assert R.setup_torch(dataclasses.replace(CPU, device="auto")) == torch.device("cpu")
+        R.setup_torch(replace(CPU, device="cuda"))
+    assert R.setup_torch(replace(CPU, device="auto")) == torch.device("cpu")
 
 
 def test_setup_torch_claims_one_of_several_gpus(monkeypatch, tmp_path):
@@ -132,12 +131,12 @@ def test_setup_torch_claims_one_of_several_gpus(monkeypatch, tmp_path):
     monkeypatch.setattr(R, "_claimed", None)
     holder, index = _holder(3, tmp_path)
     try:
-        device = R.setup_torch(dataclasses.replace(CPU, device="cuda"))
+        device = R.setup_torch(replace(CPU, device="cuda"))
         assert (index, device, chosen) == (0, torch.device("cuda:1"), [1])
-        assert R.setup_torch(dataclasses.replace(CPU, device="auto")) == torch.device("cuda:1")  # kept, not re-claimed
+        assert R.setup_torch(replace(CPU, device="auto")) == torch.device("cuda:1")  # kept, not re-claimed
         assert R.autocast_dtype(CPU, device, "pretrain") == torch.bfloat16
         assert R.autocast_dtype(CPU, device, "saliency") is None  # selection in fp32 unless asked
-        bf16 = dataclasses.replace(CPU, saliency_precision="bf16")
+        bf16 = replace(CPU, saliency_precision="bf16")
         assert R.autocast_dtype(bf16, device, "saliency") == torch.bfloat16
         with pytest.raises(ValueError, match="purpose"):
             R.autocast_dtype(CPU, device, "eval")
@@ -147,7 +146,7 @@ def test_setup_torch_claims_one_of_several_gpus(monkeypatch, tmp_path):
         _release(holder)
     monkeypatch.setattr(R, "_claimed", None)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    assert R.setup_torch(dataclasses.replace(CPU, device="cuda")) == torch.device("cuda")  # one GPU: unchanged
+    assert R.setup_torch(replace(CPU, device="cuda")) == torch.device("cuda")  # one GPU: unchanged
     assert R._claimed is None
 
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
 
 from spirl.agents.agent import Agent, build_qnetwork, frame_spec
 from spirl.agents.multiseed import StackedAgents, clip_grad_norm_per_seed
-from spirl.params import REPO_ROOT, load_params, resolve_variant
+from spirl.params import REPO_ROOT, load_params, replace, resolve_variant
 
 
 def test_clipping_per_seed_equals_torch_clipping_each_seed_alone():
@@ -37,7 +35,7 @@ def test_clipping_per_seed_equals_torch_clipping_each_seed_alone():
 
 def _agents(variant: str, seeds: list[int], **agent_overrides) -> list[Agent]:
     params = resolve_variant(load_params([REPO_ROOT / "params.yaml"]), variant)
-    agent = dataclasses.replace(params.agent, **agent_overrides)
+    agent = replace(params.agent, **agent_overrides)
     spec = frame_spec(params.experiment.variants[variant].base, agent, 8, 64, 96, params.replay.embedding_dtype)
     return [Agent(build_qnetwork(spec, agent, 6, 4, torch.Generator().manual_seed(s)), agent, params.train,
                   torch.device("cpu"), torch.Generator().manual_seed(100 + s)) for s in seeds]

@@ -17,9 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from spirl.common.nn import conv_output_size
+from spirl.params import PADDINGS, POOLS  # agent.padding, agent.pool
 
-POOLS = ("cls", "mean")
-PADDINGS = ("zero", "trainable", "masked")
 TOKEN_INIT_STD = 0.02  # ViT/MAE convention for learned tokens ([cls], [pad])
 
 

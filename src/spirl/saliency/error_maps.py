@@ -17,12 +17,12 @@ import numpy as np
 import torch
 
 from spirl.common.runtime import autocast_dtype
+from spirl.params import ERROR_SPACES  # saliency.error_space
 from spirl.saliency.mae import MAEConfig, MaskedAutoencoder, normalized_patches, patchify
 
 if TYPE_CHECKING:
     from spirl.params import Params
 
-ERROR_SPACES = ("normalized", "raw")
 FP32_BYTES = 4
 
 

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spirl.params import LOSS_ON  # mae.loss_on
+
 
 @dataclass(frozen=True)
 class MAEConfig:
@@ -320,8 +322,8 @@ class MaskedAutoencoder(nn.Module):
             loss_on "all" (average over all N patches, released code) or "masked" (masked patches only).
         Returns: loss (scalar), pred [B, N, P], mask [B, N] (1 = masked).
         """
-        if loss_on not in ("all", "masked"):
-            raise ValueError(f"loss_on must be 'all' or 'masked', got {loss_on!r}")
+        if loss_on not in LOSS_ON:
+            raise ValueError(f"loss_on must be one of {LOSS_ON}, got {loss_on!r}")
         patches = patchify(imgs, self.config.patch_size)  # [B, N, P]
         b, n, _ = patches.shape
         ids_keep = random_keep_indices(b, n, keep, generator).to(imgs.device)  # [B, L]

@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from spirl.params import ConfigError, Params, params_from_dict, read_params, to_plain, validate_schema
+from spirl.params import ConfigError, Params, params_from_dict, read_params, to_plain
 from spirl.workflow.plan import overlay_file, param_files
 from spirl.workflow.stages import Stage
 
@@ -44,7 +44,6 @@ def check_snakemake_config(config: Mapping, root: Path = Path(".")) -> Params:
     raw = to_plain(config)
     profile = raw.get("experiment", {}).get("profile", "?")
     source = f"Snakemake config ({' + '.join(param_files(profile))})"
-    validate_schema(raw, source=source)
     params_from_dict(raw, source=source)
     files = [root / f for f in param_files(profile)]
     if not files[1].is_file():
