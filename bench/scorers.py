@@ -18,21 +18,22 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from spirl.agents.represent import make_scorer
 from spirl.common.runinfo import emit_bench
 from spirl.params import SCORERS, load_params
 from spirl.saliency.error_maps import embed_selected, error_map_settings
 from spirl.saliency.mr import episode_starts
 from spirl.saliency.pretrain import load_model, untrained_mae
+from spirl.saliency.registry import SPECS
+from spirl.saliency.scorers import build_scorer
+from spirl.saliency.scorers.base import ScorerModels
 from spirl.saliency.selection import k_max_from_ratio, select_batched
-from spirl.saliency.wu import WuAttention
-from spirl.saliency.wu import load_model as load_wu
+from spirl.saliency.wu.model import WuAttention
+from spirl.saliency.wu.training import load_model as load_wu
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         frames, episodes = data["frames"][: args.n_frames], data["episodes"][: args.n_frames]
     starts = episode_starts(episodes)
     k_max = k_max_from_ratio(mae.config.num_patches, params.saliency.paper_mr[args.game])
-    scorers = {name: make_scorer(replace(params, saliency=replace(params.saliency, scorer=name)), mae, settings,
-                                 untrained=untrained, wu=wu) for name in SCORERS}
+    models = ScorerModels(mae, settings, params.saliency.incremental, untrained, wu)
+    scorers = {name: build_scorer(SPECS[name], models).stream() for name in SCORERS}
     score_s, represent_s, cpu_s = (dict.fromkeys(SCORERS, 0.0) for _ in range(3))
     with torch.inference_mode():
         for i in range(len(frames)):

@@ -1,11 +1,12 @@
 """Estimate the maximal ratio mr* of one game from its pre-training frames (SPEC §6, paper B.5), per scorer.
 
 Dynamic K without a cap on every pre-training frame; the 5%-bin histogram of K/N; mr* = the smallest
-ratio in {5%, ..., 95%} that keeps every salient patch for more than 99.9% of frames. With the MAE's scorers
-(--scorer mae_surround, the paper's and the default, or mae_untrained) the same error maps also give mr* with the
-error in raw pixels and with xscale 2 (SPEC §12 #4, #5), reported as candidates, and are kept in ks.npz
-(normalised errors and patch variances); the other scorers of SPEC §13 (frame_diff, random, wu_mask: --in-wu)
-keep their scores in ks.npz. Each scorer gets its own histogram and mr* (SPEC §13).
+ratio in {5%, ..., 95%} that keeps every salient patch for more than 99.9% of frames. The frames are scored in
+playing order by the sequence form of --scorer (spirl.saliency.scorers; default the paper's, registry.PAPER). With
+an MAE's error map (mae_surround, mae_untrained) the same maps also give mr* with the error in raw pixels and with
+xscale 2 (SPEC §12 #4, #5), reported as candidates, and are kept in ks.npz (normalised errors and patch variances);
+the other scorers of SPEC §13 (frame_diff, random from derive_seed(criteria.seed, registry.SEED_KEY, game),
+wu_mask: --in-wu) keep their scores in ks.npz. Each scorer gets its own histogram and mr* (SPEC §13).
 """
 
 from __future__ import annotations
@@ -21,12 +22,11 @@ from spirl.common.cli import base_parser, setup_logging
 from spirl.common.io import write_json, write_npz
 from spirl.common.runinfo import run_record
 from spirl.common.runtime import setup_torch
-from spirl.common.seeding import derive_seed
-from spirl.params import ConfigError, load_params, to_plain
-from spirl.saliency.error_maps import error_map_settings, in_space
-from spirl.saliency.mr import candidates, episode_starts, normalized_maps, summarize_ks, uncapped_ks
-from spirl.saliency.pretrain import load_model, untrained_mae
-from spirl.saliency.scorers import MAE_SCORERS, check_scorer, sequence_scores
+from spirl.params import load_params, to_plain
+from spirl.saliency import registry
+from spirl.saliency.mr import candidates, episode_starts, summarize_ks, uncapped_ks
+from spirl.saliency.scorers import build_scorer
+from spirl.saliency.scorers.loading import load_scorer_models
 
 
 def main() -> None:
@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--game", required=True)
     parser.add_argument("--in-model", type=Path, required=True)
     parser.add_argument("--in-frames", type=Path, required=True)
-    parser.add_argument("--scorer", default="mae_surround", help="saliency.scorer whose K histogram to build")
+    parser.add_argument("--scorer", default=registry.PAPER, help="saliency.scorer whose K histogram to build")
     parser.add_argument("--in-wu", type=Path, default=None, help="the game's Wu mask (--scorer wu_mask)")
     parser.add_argument("--out-mr", type=Path, required=True)
     parser.add_argument("--out-ks", type=Path, required=True)
@@ -42,47 +42,31 @@ def main() -> None:
     log = setup_logging("estimate_mr", args.log)
     params = load_params(args.params)
     device = setup_torch(params.runtime)
-    scorer = check_scorer(args.scorer)
-    model = load_model(args.in_model, device)
+    declared = registry.spec(args.scorer, "--scorer")
+    scorer = build_scorer(declared, load_scorer_models(declared, params, args.game, args.in_model, args.in_wu, device))
     with np.load(args.in_frames) as data:
-        frames, episodes = data["frames"], data["episodes"]
+        frames, episodes = data["frames"], data["episodes"]  # in playing order
     start = time.perf_counter()
-    sal, eps, n = params.saliency, model.config.norm_pix_eps, model.config.num_patches
-    extra: dict = {}
-    with tqdm(total=len(frames), desc=f"mr {args.game} {scorer}", unit="frame", mininterval=5.0) as bar:
-        if scorer in MAE_SCORERS:
-            if scorer == "mae_untrained":
-                model = untrained_mae(params.mae, args.game, model.config.img_size, device)
-            starts = episode_starts(episodes) if sal.incremental else None  # frames are stored in playing order
-            errors, variances, share = normalized_maps(model, frames, sal.batch_frames,
-                                                       error_map_settings(params, model), starts, on_batch=bar.update)
-            scores = in_space(errors, variances, sal.error_space, eps)
-            arrays = {"errors_normalized": errors, "patch_variance": variances}
-            extra["recomputed_target_share"] = share
-        else:
-            wu = None
-            if scorer == "wu_mask":
-                if args.in_wu is None:
-                    raise ConfigError("--scorer wu_mask needs --in-wu (the game's Wu mask model.npz)")
-                from spirl.saliency.wu import load_model as load_wu
-
-                wu = load_wu(args.in_wu, device)
-            generator = torch.Generator().manual_seed(derive_seed(params.criteria.seed, "random-scores", args.game))
-            scores = sequence_scores(scorer, frames, episode_starts(episodes), model.config.patch_size,
-                                     sal.batch_frames, generator=generator, wu_model=wu, on_batch=bar.update)
-            arrays = {"scores": scores}
+    sal, models = params.saliency, scorer.models
+    seeds = {"scores": registry.archive_seed(params.criteria.seed, args.game)} if declared.seeded else {}
+    generator = torch.Generator().manual_seed(registry.archive_seed(params.criteria.seed, args.game))
+    with tqdm(total=len(frames), desc=f"mr {args.game} {scorer.name}", unit="frame", mininterval=5.0) as bar:
+        scores, arrays, share = scorer.sequence(frames, episode_starts(episodes), sal.batch_frames, generator,
+                                                on_batch=bar.update)
     seconds = time.perf_counter() - start
     ks = uncapped_ks(scores, sal.xscale)
-    summary = summarize_ks(ks, n, args.game, params)
-    summary["scorer"] = scorer
-    if scorer in MAE_SCORERS:
-        summary["candidates"] = candidates(errors, variances, params, args.game, eps)
-    log.info("%s (%s): mr* = %.2f (covers %.4f of %d frames); paper adopted %.2f", args.game, scorer,
+    summary = summarize_ks(ks, models.num_patches, args.game, params)
+    summary["scorer"] = scorer.name
+    extra = {} if share is None else {"recomputed_target_share": share}
+    if declared.uses_mae_error_map:
+        summary["candidates"] = candidates(arrays["errors_normalized"], arrays["patch_variance"], params, args.game,
+                                           models.mae.config.norm_pix_eps)
+    log.info("%s (%s): mr* = %.2f (covers %.4f of %d frames); paper adopted %.2f", args.game, scorer.name,
              summary["mr_star"], summary["coverage_at_mr_star"], len(ks), summary["mr_paper_adopted"])
     write_npz(args.out_ks, {"ks": ks, **arrays})
     write_json(args.out_mr, run_record(
         stage="estimate_mr", params={"saliency": to_plain(params.saliency), "runtime": to_plain(params.runtime)},
-        wildcards={"game": args.game, "profile": params.experiment.profile, "scorer": scorer}, seeds={},
+        wildcards={"game": args.game, "profile": params.experiment.profile, "scorer": scorer.name}, seeds=seeds,
         wall_time_s=seconds,
         extra={"result": summary, "frames_per_s": len(frames) / seconds, "device_used": str(device), **extra},
     ))

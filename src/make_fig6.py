@@ -5,30 +5,32 @@ report.attention_mass of the newest frame's [cls]-query attention (heads average
 orange. Runs on CPU in fp32 (a few frames), so equal inputs give equal bytes.
 
 python src/make_fig6.py --params params.yaml conf/full.yaml --variant spirl --game Seaquest --in-frames FRAMES.npz \
-    --in-model MAE.npz --in-mr MR.json --in-weights WEIGHTS.npz --out-figure FIG6.png [--log LOG]
+    --in-model MAE.npz --in-mr MR.json --in-weights WEIGHTS.npz [--in-wu WU.npz] --out-figure FIG6.png [--log LOG]
+The variant's representation (K_max, scorer, embeddings) is the one its training run had
+(spirl.agents.represent.representation_for_run); a variant scoring with Wu et al.'s mask reads it from --in-wu.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.patches import Patch, Rectangle
 
-from spirl.agents.agent import build_qnetwork, frame_spec
+from spirl.agents.agent import build_qnetwork
 from spirl.agents.attention import attention_set, fig6_masks, newest_frame_attention
-from spirl.agents.represent import make_represent, make_scorer
+from spirl.agents.represent import representation_for_run
 from spirl.common.cli import base_parser, setup_logging
 from spirl.common.io import read_json
 from spirl.common.plots import patch_mask_image, save_figure
 from spirl.common.runtime import setup_torch
-from spirl.params import ConfigError, Params, load_params, resolve_mr, resolve_variant
-from spirl.saliency.error_maps import error_map, error_map_settings
+from spirl.params import ConfigError, Params, load_params, resolve_variant
 from spirl.saliency.mae import MaskedAutoencoder
 from spirl.saliency.pretrain import load_model
-from spirl.saliency.selection import k_max_from_ratio, select_batched
 
 COLOURS = {"selected": (0.9, 0.1, 0.1), "attention": (1.0, 0.9, 0.0), "both": (1.0, 0.55, 0.0)}
 
@@ -51,27 +53,30 @@ def time_points(episodes: np.ndarray, stack: int, count: int) -> np.ndarray:
     raise ValueError(f"no episode of {len(episodes)} frames has {count} stacks of {stack}: too few frames")
 
 
-def fig6_data(params: Params, mae: MaskedAutoencoder, mr: float, weights: dict[str, np.ndarray],
-              frames: np.ndarray, episodes: np.ndarray) -> tuple[np.ndarray, list[dict[str, np.ndarray]], np.ndarray]:
-    """The shown time points [T], their three patch masks (see fig6_masks) and K [T], for the resolved `params`."""
-    n, stack, sal = mae.config.num_patches, params.atari.frame_stack, params.saliency
-    k_max = n if sal.selection == "all" else k_max_from_ratio(n, mr)  # as train_agent.py
-    spec = frame_spec("spirl", params.agent, k_max, mae.config.encoder_dim, params.atari.frame_size_px,
-                      params.replay.embedding_dtype)
+def fig6_data(params: Params, game: str, mae: MaskedAutoencoder, mr_record: Mapping[str, Any],
+              weights: dict[str, np.ndarray], frames: np.ndarray, episodes: np.ndarray,
+              wu_path: Path | None = None) -> tuple[np.ndarray, list[dict[str, np.ndarray]], np.ndarray]:
+    """The shown time points [T], their three patch masks (see fig6_masks) and K [T], for the resolved `params`.
+
+    The representation is the training run's (representation_for_run: its K_max, its scorer with the models that
+    scorer needs, the MAE's embeddings); each frame of the shown stacks is scored, selected and embedded once, and
+    the newest frame's selection is the one its embeddings hold.
+    """
+    stack = params.atari.frame_stack
+    run_rep = representation_for_run(params, "spirl", game, mae, mr_record, wu_path)
+    spec, represent, k_max = run_rep.spec, run_rep.represent, run_rep.k_max
     net = build_qnetwork(spec, params.agent, n_actions_from_weights(weights, params.agent.atoms), stack,
                          torch.Generator().manual_seed(0))
     net.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()}, strict=True)
     net.eval()
     ts = time_points(episodes, stack, params.report.fig6_frames)  # [T]
     window = ts[:, None] + np.arange(1 - stack, 1)  # [T, F] oldest first
-    settings = error_map_settings(params, mae)
-    scorer = make_scorer(params, mae, settings)
-    represent = make_represent(spec, params, mae, k_max, scorer)  # what the agent stores and sees
-    stacks = represent(frames[window.reshape(-1)]).reshape(len(ts), stack, *spec.shape)  # [T, F, K_max, D]
-    errors = error_map(mae, frames[ts], settings)  # [T, N]
-    indices, counts = select_batched(errors, sal.selection, k_max, sal.xscale)  # [T, K_max], [T]
+    shown = frames[window.reshape(-1)]  # [T·F, H, W, 3]
+    indices, counts = represent.select(shown)  # [T·F, K_max], [T·F]: what the agent's input holds
+    stacks = represent.embed(shown, indices, counts).reshape(len(ts), stack, *spec.shape)  # [T, F, K_max, D]
+    indices = indices.reshape(len(ts), stack, k_max)[:, -1]  # [T, K_max] of the newest frames
+    counts = counts.reshape(len(ts), stack)[:, -1].cpu().numpy()  # [T]
     att, valid = newest_frame_attention(net, torch.from_numpy(stacks))  # [T, K_max] twice
-    counts = counts.cpu().numpy()
     if not np.array_equal(valid.sum(1).numpy(), counts):
         raise RuntimeError("the embedding rows of the newest frames disagree with their selection counts")
     masks = [fig6_masks(indices[i].cpu().numpy(), int(counts[i]),
@@ -117,6 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--game", required=True)
     for name in ("frames", "model", "mr", "weights"):
         parser.add_argument(f"--in-{name}", type=Path, required=True)
+    parser.add_argument("--in-wu", type=Path, default=None, help="the game's Wu mask (a variant scoring with it)")
     parser.add_argument("--out-figure", type=Path, required=True)
     args = parser.parse_args(argv)
     log = setup_logging("make_fig6", args.log)
@@ -127,12 +133,12 @@ def main(argv: list[str] | None = None) -> None:
                           f"{base!r}, pool {params.agent.pool!r}")
     setup_torch(params.runtime)  # the thread count; the figure itself is computed on CPU in fp32
     mae = load_model(args.in_model, "cpu")
-    mr = resolve_mr(params.saliency, args.game, read_json(args.in_mr)["result"]["mr_star"])
+    mr_record = read_json(args.in_mr)
     with np.load(args.in_weights) as data:
         weights = {k: data[k] for k in data.files}
     with np.load(args.in_frames) as data:
         frames, episodes = data["frames"], data["episodes"]
-    ts, masks, ks = fig6_data(params, mae, mr, weights, frames, episodes)
+    ts, masks, ks = fig6_data(params, args.game, mae, mr_record, weights, frames, episodes, args.in_wu)
     mass = params.report.attention_mass
     plot_fig6(frames, ts, masks, ks, mae.config.grid, mass,
               f"{args.game}, {args.variant}: [cls]-query attention of the newest frame (heads averaged)",

@@ -19,26 +19,23 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from spirl.common.checkpoints import load_checkpoint, save_checkpoint
 from spirl.common.cli import base_parser, setup_logging
 from spirl.common.io import write_json
 from spirl.common.nn import parameter_count
 from spirl.common.runinfo import run_record
 from spirl.common.runtime import setup_torch
 from spirl.params import load_params, to_plain
-from spirl.saliency.wu import (
-    figure_indices,
+from spirl.saliency.wu.data import gray_frames
+from spirl.saliency.wu.figures import figure_indices, write_loss_history, write_mask_figure
+from spirl.saliency.wu.training import (
     fingerprint,
-    gray_frames,
-    load_checkpoint,
     new_run,
-    save_checkpoint,
     save_model,
     settings_from_params,
     total_updates,
     train_until,
     updates_per_epoch,
-    write_loss_history,
-    write_mask_figure,
     wu_seeds,
 )
 

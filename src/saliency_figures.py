@@ -1,7 +1,8 @@
 """Figs. 2 and 3 of one game from its pre-trained MAE and pre-training frames (SPEC §11).
 
 Fig. 2: original / rebuilt from surroundings / error map / decoder from [mask]+PE, PE only, [mask] only.
-Fig. 3: cumulative error curves with the chosen K; the patches kept by dynamic K and by fixed ratios.
+Fig. 3: cumulative error curves with the chosen K; the patches kept by dynamic K (capped at the game's K_max,
+spirl.saliency.budget.run_budget) and by fixed ratios.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from spirl.common.cli import base_parser, setup_logging
 from spirl.common.io import read_json
 from spirl.common.plots import plot_fig2, plot_fig3
 from spirl.common.runtime import setup_torch
-from spirl.params import load_params, resolve_mr
+from spirl.params import load_params
+from spirl.saliency.budget import run_budget
 from spirl.saliency.error_maps import (
     ErrorMapSettings,
     error_map,
@@ -116,8 +118,7 @@ def main() -> None:
               f"{args.game}: MAE reconstruction from surroundings and error maps")
     first = np.flatnonzero(episodes == episodes[0])  # one episode: frames at different time steps
     shown = frames[first[spread(len(first), rep.fig3_frames)]]
-    mr = resolve_mr(sal, args.game, read_json(args.in_mr)["result"]["mr_star"])
-    k_max = k_max_from_ratio(model.config.num_patches, mr)
+    mr, k_max = run_budget(sal, args.game, model.config.num_patches, read_json(args.in_mr), selection="dynamic")
     curves, ks, selections = fig3_data(model, shown, k_max, sal.xscale, rep.fig3_fixed_ratios, settings)
     plot_fig3(shown, curves, ks, selections, model.config.grid, model.config.patch_size, args.out_fig3,
               f"{args.game}: dynamic K (mr {mr:.0%}) vs fixed ratios")

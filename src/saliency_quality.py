@@ -1,15 +1,17 @@
 """Score every saliency criterion's selection against one game's object boxes (SPEC §13-§14); one job per game.
 
 On the object frames of src/collect_objects.py (random-policy frames with OCAtari's RAM boxes), each scorer of
-criteria.scorers gives one score per patch:
+criteria.scorers gives one score per patch, by its frame form (spirl.saliency.scorers), `saliency.batch_frames`
+frames per call, with the models it declares (spirl.saliency.registry; spirl.saliency.scorers.loading):
   mae_surround   the trained MAE's error map E (SPEC §4), --in-model;
   mae_untrained  the same error map from the game's MAE as pre-training initialises it, never trained;
   frame_diff     mean |x_t - x_{t-1}| per patch with the stored previous frame (all-equal at an episode start);
-  random         i.i.d. U[0, 1) from a torch.Generator seeded derive_seed(criteria.seed, "random-scores", game);
-  wu_mask        Wu et al.'s mask Ψ pooled onto the patches, --in-wu (spirl.saliency.wu.load_model).
+  random         i.i.d. U[0, 1) from a torch.Generator seeded derive_seed(criteria.seed, registry.SEED_KEY, game);
+  wu_mask        Wu et al.'s mask Ψ pooled onto the patches, --in-wu.
 The selection is dynamic K (SPEC §5, saliency.xscale) capped at the game's adopted K_max = floor(N * mr), mr =
-resolve_mr(saliency, game, mr* of --in-mr): the same cap for every scorer, so only the ranking differs. Then
-spirl.envs.objects.recall_report: recall of the dynamic objects (criteria.dynamic_categories[game]; overall and per
+resolve_mr(saliency, game, mr* of --in-mr) (spirl.saliency.budget.run_budget): the same cap for every scorer, so
+only the ranking differs. Then
+spirl.envs.recall.recall_report: recall of the dynamic objects (criteria.dynamic_categories[game]; overall and per
 category), precision, mean K, lift over K random patches with the same K, percentile-bootstrap CIs over frames
 (report.bootstrap_reps, report.ci_level; every scorer resamples the same frames: one Generator seeded
 derive_seed(report.seed, "saliency-quality", game) per scorer). Timing per scorer: scoring plus selection.
@@ -28,39 +30,41 @@ from spirl.common.io import read_json, write_json
 from spirl.common.runinfo import run_record
 from spirl.common.runtime import setup_torch
 from spirl.common.seeding import derive_seed
-from spirl.envs.objects import ObjectBox, recall_report, selection_masks, unpack_objects
-from spirl.params import load_params, resolve_mr, to_plain
-from spirl.saliency.error_maps import error_map_settings
-from spirl.saliency.pretrain import load_model, untrained_mae
+from spirl.envs.object_files import unpack_objects
+from spirl.envs.objects import ObjectBox
+from spirl.envs.recall import recall_report, selection_masks
+from spirl.params import load_params, to_plain
+from spirl.saliency import registry
+from spirl.saliency.budget import estimated_mr_star, run_budget
+from spirl.saliency.pretrain import load_model
 from spirl.saliency.quality import plot_quality_frames
-from spirl.saliency.scorers import score_frames
-from spirl.saliency.selection import k_max_from_ratio, select_batched
+from spirl.saliency.scorers import Scorer, build_scorer
+from spirl.saliency.scorers.loading import scorer_models
+from spirl.saliency.selection import select_batched
 
 FIGURE_ROWS = 4  # frames in the figure
 
 
 def quality_seeds(criteria_seed: int, report_seed: int, game: str) -> dict[str, int]:
     """The job's seeds: the random scorer's stream and the bootstrap's resampling."""
-    return {"random_scores": derive_seed(criteria_seed, "random-scores", game),
+    return {"random_scores": registry.archive_seed(criteria_seed, game),
             "bootstrap": derive_seed(report_seed, "saliency-quality", game)}
 
 
-def scorer_scores(scorer: str, frames: np.ndarray, previous: np.ndarray | None, has_previous: np.ndarray | None,
-                  patch_px: int, batch: int, **models) -> torch.Tensor:
-    """Scores of all frames under one scorer, `batch` frames per call of spirl.saliency.scorers.score_frames.
+def scorer_scores(scorer: Scorer, frames: np.ndarray, previous: np.ndarray, has_previous: np.ndarray, batch: int,
+                  generator: torch.Generator) -> torch.Tensor:
+    """Scores of all frames under one scorer, `batch` frames per call of its frame form (Scorer.frames).
 
     Args:
-        frames, previous: uint8 [F, S, S, 3]; has_previous: bool [F] (previous / has_previous only for frame_diff);
-        models: score_frames' keyword arguments (mae + error_settings, generator, wu_model).
+        frames, previous: uint8 [F, S, S, 3]; has_previous: bool [F] (read by a scorer comparing frames);
+        generator: a seeded scorer's stream, drawn batch after batch.
     Returns: float32 [F, N] on the CPU.
     """
     parts = []
     for start in range(0, len(frames), batch):
         part = slice(start, start + batch)
-        extra = {}
-        if scorer == "frame_diff":
-            extra = {"previous": previous[part], "has_previous": torch.from_numpy(has_previous[part])}
-        parts.append(score_frames(scorer, frames[part], patch_px, **extra, **models).float().cpu())
+        scores = scorer.frames(frames[part], previous[part], torch.from_numpy(has_previous[part]), generator)
+        parts.append(scores.float().cpu())
     return torch.cat(parts)
 
 
@@ -78,9 +82,9 @@ def main() -> None:
     parser.add_argument("--game", required=True)
     parser.add_argument("--in-frames", type=Path, required=True)
     parser.add_argument("--in-objects", type=Path, required=True)
-    parser.add_argument("--in-model", type=Path, required=True, help="the game's trained MAE (mae_surround)")
+    parser.add_argument("--in-model", type=Path, required=True, help="the game's trained MAE")
     parser.add_argument("--in-mr", type=Path, required=True, help="the game's mr.json (estimated mr*)")
-    parser.add_argument("--in-wu", type=Path, default=None, help="the game's Wu mask model (needed for wu_mask)")
+    parser.add_argument("--in-wu", type=Path, default=None, help="the game's Wu mask model (a scorer reading it)")
     parser.add_argument("--out-json", type=Path, required=True)
     parser.add_argument("--out-figure", type=Path, required=True)
     args = parser.parse_args()
@@ -88,8 +92,9 @@ def main() -> None:
     params = load_params(args.params)
     crit, sal, rep, game = params.criteria, params.saliency, params.report, args.game
     scorers = list(crit.scorers)
-    if "wu_mask" in scorers and args.in_wu is None:
-        parser.error("criteria.scorers includes wu_mask: --in-wu is required")
+    specs = [registry.spec(name, "criteria.scorers") for name in scorers]
+    if args.in_wu is None and any(s.needs_wu for s in specs):
+        parser.error(f"criteria.scorers includes {[s.name for s in specs if s.needs_wu]}: --in-wu is required")
     if game not in crit.dynamic_categories:
         parser.error(f"criteria.dynamic_categories has no entry for {game}")
     categories = list(crit.dynamic_categories[game])
@@ -107,25 +112,11 @@ def main() -> None:
     frame_px, patch_px, n = frames.shape[1], mae.config.patch_size, mae.config.num_patches
     if mae.config.img_size != frame_px:
         raise ValueError(f"the MAE reads {mae.config.img_size}-px frames, the object frames are {frame_px} px")
-    mr_star = read_json(args.in_mr)["result"]["mr_star"]
-    mr = resolve_mr(sal, game, mr_star)
-    k_max = k_max_from_ratio(n, mr)
+    mr_record = read_json(args.in_mr)
+    mr_star = estimated_mr_star(mr_record)
+    mr, k_max = run_budget(sal, game, n, mr_record, selection="dynamic")
     seeds = quality_seeds(crit.seed, rep.seed, game)
-    settings = error_map_settings(params, mae)
-    models: dict[str, dict] = {}  # score_frames' keyword arguments per scorer
-    for scorer in scorers:
-        if scorer == "mae_surround":
-            models[scorer] = {"mae": mae, "error_settings": settings}
-        elif scorer == "mae_untrained":
-            models[scorer] = {"mae": untrained_mae(params.mae, game, frame_px, device), "error_settings": settings}
-        elif scorer == "random":
-            models[scorer] = {"generator": torch.Generator().manual_seed(seeds["random_scores"])}
-        elif scorer == "wu_mask":
-            from spirl.saliency.wu import load_model as load_wu
-
-            models[scorer] = {"wu_model": load_wu(args.in_wu, device)}
-        else:
-            models[scorer] = {}
+    built = {s.name: build_scorer(s, scorer_models(s, params, game, mae, args.in_wu)) for s in specs}
     log.info("%s: %d frames (%d with a previous frame), %d patches, mr %.4g (mr* %.4g) -> K_max %d; scorers %s",
              game, len(frames), int(has_previous.sum()), n, mr, mr_star, k_max, scorers)
 
@@ -133,7 +124,8 @@ def main() -> None:
     results, masks = {}, {}
     for scorer in scorers:
         t0 = time.perf_counter()
-        scores = scorer_scores(scorer, frames, previous, has_previous, patch_px, sal.batch_frames, **models[scorer])
+        generator = torch.Generator().manual_seed(seeds["random_scores"])  # drawn from only by a seeded scorer
+        scores = scorer_scores(built[scorer], frames, previous, has_previous, sal.batch_frames, generator)
         indices, _ = select_batched(scores, "dynamic", k_max, sal.xscale)  # [F, K_max] -1 padded
         seconds = time.perf_counter() - t0
         masks[scorer] = selection_masks(indices.numpy(), n)
@@ -159,11 +151,16 @@ def main() -> None:
         params={"criteria": to_plain(crit), "saliency": to_plain(sal), "report": to_plain(rep),
                 "runtime": to_plain(params.runtime)},
         wildcards={"game": game, "profile": params.experiment.profile}, seeds=seeds, wall_time_s=wall_s,
-        extra={"result": result, "device_used": str(device), "scorer_models": {
-            "mae_surround": str(args.in_model), "mae_untrained":
-                "spirl.saliency.pretrain.untrained_mae (mae.seed, game)",
-            "wu_mask": str(args.in_wu) if args.in_wu else None}},
+        extra={"result": result, "device_used": str(device),
+               "scorer_models": scorer_sources(args.in_model, args.in_wu)},
     ))
+
+
+def scorer_sources(mae_path: Path, wu_path: Path | None) -> dict[str, str | None]:
+    """Where each scorer with a model got it (the record's scorer_models), for every scorer of the registry."""
+    sources = {"trained_mae": str(mae_path), "untrained_mae": "spirl.saliency.pretrain.untrained_mae (mae.seed, game)",
+               "wu": str(wu_path) if wu_path else None}
+    return {s.name: sources[s.scores_with] for s in registry.SPECS.values() if s.scores_with is not None}
 
 
 def _short(entry: dict) -> str:

@@ -16,18 +16,16 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from spirl.agents.agent import frame_spec
-from spirl.agents.represent import make_represent, make_scorer
+from spirl.agents.represent import representation_for_run
 from spirl.common.cli import base_parser, setup_logging
 from spirl.common.io import read_json, write_json, write_npz
 from spirl.common.plots import write_csv
 from spirl.common.runinfo import run_record
 from spirl.common.runtime import setup_torch
-from spirl.params import ConfigError, load_params, resolve_mr, resolve_variant, to_plain
-from spirl.saliency.error_maps import error_map_settings
-from spirl.saliency.pretrain import load_model, untrained_mae
-from spirl.saliency.selection import k_max_from_ratio
-from spirl.training.loop import RunKey, TrainingRun, run_training
+from spirl.params import ConfigError, load_params, resolve_variant, to_plain
+from spirl.saliency.pretrain import load_model
+from spirl.training.loop import run_training
+from spirl.training.run import RunKey, TrainingRun
 
 OUTPUTS = ("eval", "progress", "run", "weights")
 
@@ -74,20 +72,15 @@ def total_time(run: TrainingRun, resumed: bool, wall_s: float, timing: dict[str,
             "cpu_time_total_s": None if cpu is None else cpu / group_size}
 
 
-def scorer_of(args, params, mae, device):
-    """The run's saliency scorer (SPEC §13): the MAE's error map, or the control / alternative that
-    saliency.scorer names (its model built or loaded here)."""
-    name, settings = params.saliency.scorer, error_map_settings(params, mae)
-    untrained = untrained_mae(params.mae, args.game, mae.config.img_size, device) if name == "mae_untrained" \
-        else None
-    wu = None
-    if name == "wu_mask":
-        if args.in_wu is None:
-            raise ConfigError(f"variant {args.variant!r} (saliency.scorer wu_mask) needs --in-wu")
-        from spirl.saliency.wu import load_model as load_wu
-
-        wu = load_wu(args.in_wu, device)
-    return make_scorer(params, mae, settings, untrained=untrained, wu=wu)
+def final_score(points: list[dict], metric: str) -> float:
+    """SPEC §10's final metric of the finished run, eval.json's `score`: the number `dvc metrics show` lists (DVC
+    shows a JSON's scalars, not the points' lists). The same as spirl.reporting.scores.final_metric (runs.csv's score;
+    tests/integration/test_smoke_dag.py compares them), not imported: training jobs do not depend on reporting code."""
+    if metric == "final_mean":
+        return float(np.mean(points[-1]["returns"]))
+    if metric == "best_median":
+        return float(max(np.median(p["returns"]) for p in points))
+    raise ConfigError(f"unknown metric {metric!r}; allowed: final_mean, best_median")
 
 
 def main() -> None:
@@ -96,17 +89,14 @@ def main() -> None:
     params = resolve_variant(load_params(args.params), args.variant)
     base = params.experiment.variants[args.variant].base
     device = setup_torch(params.runtime)
-    mae, k_max, mr = None, 0, None
+    mae, mr_record = None, None
     if base == "spirl":
         if args.in_model is None or args.in_mr is None:
             raise ConfigError(f"variant {args.variant!r} (base spirl) needs --in-model and --in-mr")
-        mae = load_model(args.in_model, device)
-        n = mae.config.num_patches
-        mr = resolve_mr(params.saliency, args.game, read_json(args.in_mr)["result"]["mr_star"])
-        k_max = n if params.saliency.selection == "all" else k_max_from_ratio(n, mr)
-    spec = frame_spec(base, params.agent, k_max, mae.config.encoder_dim if mae else 0, params.atari.frame_size_px,
-                      params.replay.embedding_dtype)
-    represent = make_represent(spec, params, mae, k_max, scorer_of(args, params, mae, device) if mae else None)
+        mae, mr_record = load_model(args.in_model, device), read_json(args.in_mr)
+    run_rep = representation_for_run(params, base, args.game, mae, mr_record, args.in_wu)  # K_max, scorer, represent
+    spec, represent, k_max = run_rep.spec, run_rep.represent, run_rep.k_max
+    mr = None if run_rep.budget is None else run_rep.budget.mr
     prefill = None
     if params.replay.prefill == "pretraining":
         if args.in_frames is None:
@@ -131,7 +121,8 @@ def main() -> None:
         write_npz(args.out_weights[i], {k: v.detach().cpu().numpy() for k, v in run.agent.online.state_dict().items()})
         write_csv(run.state.progress or [{"env_step": run.state.env_step, "episode": 0}], args.out_progress[i])
         write_json(args.out_eval[i], {"variant": args.variant, "regime": args.regime, "game": args.game,
-                                      "seed": key.seed, "metric": run.regime.metric, "points": run.state.evals})
+                                      "seed": key.seed, "metric": run.regime.metric, "points": run.state.evals,
+                                      "score": final_score(run.state.evals, run.regime.metric)})
         write_json(args.out_run[i], run_record(  # wall_time_s: this seed's share of the job (the job's is under job)
             stage="train_agent", params=to_plain(params), wildcards={**vars(key), "profile": params.experiment.profile},
             seeds={name: key.stream(name) for name in ("env", "actions", "init", "noise", "replay")},

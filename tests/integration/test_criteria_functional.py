@@ -3,15 +3,16 @@
 A flat scene holds 18 static decoys (low-contrast checkered squares: strong structure once a patch is normalised,
 as the MAE sees it, but only a few grey levels from the background) and 2 bright sprites that move and bounce.
 The sprites are the dynamic objects, the decoys static ones. Selected by dynamic K capped at K_max, `frame_diff`
-and a Wu mask trained for a few steps (spirl.saliency.wu.train_step, SPEC §13 settings, batch 8) find the sprites
+and a Wu mask trained for a few steps (saliency.wu.training.train_step, SPEC §13 settings, batch 8) find the sprites
 (recall >= 0.9), while `random` and `mae_untrained` land near chance (recall < 0.9, lift near 1): the metric
 separates criteria that see motion from those that do not. The untrained Wu mask does not reach 0.9 either, so
 the training is what finds the sprites.
 
 Then src/saliency_quality.py and src/quality_table.py end to end, as subprocesses, on a tiny synthetic archive:
 8 frames of 40 px (5 x 5 patches) with previous frames, OCAtari-style objects packed with pack_objects, an MAE
-saved with saliency.pretrain.save_model, a Wu model saved with saliency.wu.save_model and an mr.json. The JSON's numbers
-are checked against a direct computation from the building blocks (score_frames per batch, dynamic K at
+saved with saliency.pretrain.save_model, a Wu model saved with saliency.wu.training.save_model and an mr.json. The
+JSON's numbers are checked against a direct computation from the building blocks (each scorer's score function per
+batch, the random scores from derive_seed(criteria.seed, registry.SEED_KEY, game), dynamic K at
 K_max = floor(N * mr*), recall_report with the job's bootstrap seed), then the table's CSV and Markdown against the
 JSONs.
 """
@@ -31,16 +32,23 @@ import yaml
 
 from spirl.common.io import write_json, write_npz
 from spirl.common.seeding import derive_seed
-from spirl.envs.objects import ObjectBox, pack_objects, recall_report, unpack_objects
+from spirl.envs.object_files import pack_objects, unpack_objects
+from spirl.envs.objects import ObjectBox
+from spirl.envs.recall import recall_report
 from spirl.params import REPO_ROOT, load_params, resolve_mr
-from spirl.saliency.error_maps import ErrorMapSettings, error_map_settings
+from spirl.saliency.error_maps import ErrorMapSettings, error_map, error_map_settings
 from spirl.saliency.pretrain import load_model, save_model, untrained_mae
 from spirl.saliency.quality import quality_markdown, quality_rows
-from spirl.saliency.scorers import score_frames
+from spirl.saliency.registry import SEED_KEY
+from spirl.saliency.scorers.frame_difference import frame_diff
+from spirl.saliency.scorers.uniform_noise import random_scores
 from spirl.saliency.selection import k_max_from_ratio, select_batched
-from spirl.saliency.wu import WuAttention, WuSettings, gray_frames, pair_indices, train_step
-from spirl.saliency.wu import load_model as load_wu
-from spirl.saliency.wu import save_model as save_wu
+from spirl.saliency.wu.data import gray_frames, pair_indices
+from spirl.saliency.wu.model import WuAttention, WuSettings
+from spirl.saliency.wu.scores import patch_scores
+from spirl.saliency.wu.training import load_model as load_wu
+from spirl.saliency.wu.training import save_model as save_wu
+from spirl.saliency.wu.training import train_step
 
 SIZE, PATCH = 48, 8  # a 6 x 6 grid, N = 36
 K_MAX = k_max_from_ratio(36, 0.25)  # 9
@@ -108,7 +116,7 @@ def recall_of(scores: torch.Tensor, objects) -> dict:
 
 
 def test_frame_diff_selects_the_moving_sprites(sprites):
-    scores = score_frames("frame_diff", sprites["frames"], PATCH, previous=sprites["previous"])
+    scores = frame_diff(sprites["frames"], sprites["previous"], PATCH)
     report = recall_of(scores, sprites["objects"])
     assert report["recall"]["value"] >= 0.9
     assert report["lift"]["value"] > 1.5
@@ -119,8 +127,8 @@ def test_random_and_untrained_mae_do_not(sprites):
     mae = untrained_mae(params.mae, "Frostbite", SIZE)
     settings = ErrorMapSettings("normalized", 4096, None)
     for name, scores in (
-        ("random", score_frames("random", sprites["frames"], PATCH, generator=torch.Generator().manual_seed(3))),
-        ("mae_untrained", score_frames("mae_untrained", sprites["frames"], PATCH, mae=mae, error_settings=settings)),
+        ("random", random_scores(len(sprites["frames"]), 36, torch.Generator().manual_seed(3))),
+        ("mae_untrained", error_map(mae, sprites["frames"], settings)),
     ):
         report = recall_of(scores, sprites["objects"])
         assert report["recall"]["value"] < 0.9, name
@@ -133,7 +141,7 @@ def test_briefly_trained_wu_mask_selects_the_moving_sprites(sprites):
     episodes = np.repeat(np.arange(4), 48)
     gray = gray_frames(train)
     model = WuAttention(torch.Generator().manual_seed(0))
-    before = recall_of(score_frames("wu_mask", sprites["frames"], PATCH, wu_model=model), sprites["objects"])
+    before = recall_of(patch_scores(model, sprites["frames"], SIZE, PATCH), sprites["objects"])
     settings = WuSettings(batch_size=8)  # SPEC §13's δ, λ_m, lr and max gap; a small batch for a CPU test
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     pairs = torch.Generator().manual_seed(1)
@@ -141,7 +149,7 @@ def test_briefly_trained_wu_mask_selects_the_moving_sprites(sprites):
         source, target = pair_indices(episodes, settings.batch_size, settings.max_gap, pairs)
         terms = train_step(model, optimizer, gray, source, target, settings)
         assert torch.isfinite(terms.total)
-    after = recall_of(score_frames("wu_mask", sprites["frames"], PATCH, wu_model=model), sprites["objects"])
+    after = recall_of(patch_scores(model, sprites["frames"], SIZE, PATCH), sprites["objects"])
     assert after["recall"]["value"] >= 0.9
     assert before["recall"]["value"] < 0.9  # the training, not the architecture, finds the sprites
 
@@ -244,19 +252,18 @@ def direct_reports(tmp, params, game: str) -> dict[str, dict]:
     mae = load_model(tmp / "model.npz")
     settings = error_map_settings(params, mae)
     k_max = k_max_from_ratio(25, resolve_mr(params.saliency, game, MR_STAR))
-    inputs = {"mae_surround": {"mae": mae, "error_settings": settings},
-              "mae_untrained": {"mae": untrained_mae(params.mae, game, E2E_SIZE), "error_settings": settings},
-              "random": {"generator": torch.Generator().manual_seed(
-                  derive_seed(params.criteria.seed, "random-scores", game))},
-              "wu_mask": {"wu_model": load_wu(tmp / "wu.npz")}}
+    untrained, wu = untrained_mae(params.mae, game, E2E_SIZE), load_wu(tmp / "wu.npz")
+    generator = torch.Generator().manual_seed(derive_seed(params.criteria.seed, SEED_KEY, game))  # drawn on and on
+    score = {"mae_surround": lambda part: error_map(mae, frames[part], settings),
+             "mae_untrained": lambda part: error_map(untrained, frames[part], settings),
+             "frame_diff": lambda part: frame_diff(frames[part], previous[part], 8, has_previous[part]),
+             "random": lambda part: random_scores(len(frames[part]), 25, generator),
+             "wu_mask": lambda part: patch_scores(wu, frames[part], E2E_SIZE, 8)}
     reports = {}
     for scorer in params.criteria.scorers:
         parts = []
         for start in range(0, N_FRAMES, BATCH):  # saliency.batch_frames frames per call, in order
-            part = slice(start, start + BATCH)
-            extra = {"previous": previous[part], "has_previous": torch.from_numpy(has_previous[part])} \
-                if scorer == "frame_diff" else inputs[scorer]
-            parts.append(score_frames(scorer, frames[part], 8, **extra))
+            parts.append(score[scorer](slice(start, start + BATCH)))
         indices, _ = select_batched(torch.cat(parts), "dynamic", k_max, params.saliency.xscale)
         reports[scorer] = recall_report(
             indices.numpy(), objects, frame_px=E2E_SIZE, patch_px=8, n_boot=params.report.bootstrap_reps,

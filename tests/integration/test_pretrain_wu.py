@@ -22,7 +22,9 @@ from matplotlib.image import imread
 from spirl.common.nn import parameter_count
 from spirl.common.seeding import derive_seed
 from spirl.params import REPO_ROOT as ROOT
-from spirl.saliency.wu import WuAttention, load_model, patch_scores
+from spirl.saliency.wu.model import WuAttention
+from spirl.saliency.wu.scores import patch_scores
+from spirl.saliency.wu.training import load_model
 
 GAME, SIZE, PATCH, SPRITE_PX = "Frostbite", 48, 8, 8
 BACKGROUND, HUD, BLOCK, SPRITE = 20, 140, 90, 230

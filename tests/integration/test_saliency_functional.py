@@ -3,13 +3,11 @@ plus moving sprites), the sprites' patches have the largest errors and dynamic-K
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
 
-from spirl.params import REPO_ROOT, load_params
+from spirl.params import REPO_ROOT, load_params, replace
 from spirl.saliency.error_maps import ErrorMapSettings, error_map
 from spirl.saliency.pretrain import new_run, train_epoch
 from spirl.saliency.selection import dynamic_k
@@ -48,7 +46,7 @@ def sprite_pixels_per_patch(masks: np.ndarray) -> np.ndarray:
 def trained_model():
     torch.manual_seed(0)
     params = load_params([REPO_ROOT / "params.yaml"])
-    mae = dataclasses.replace(params.mae, epochs=6, warmup_epochs=1, batch_size=32, base_lr=4.0e-3)
+    mae = replace(params.mae, epochs=6, warmup_epochs=1, batch_size=32, base_lr=4.0e-3)
     frames, _ = synthetic_frames(1024, np.random.default_rng(0))
     run = new_run(mae, SIZE, {"init": 1, "sample": 2, "mask": 3}, torch.device("cpu"))
     first = None

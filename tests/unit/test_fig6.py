@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import json
 import math
@@ -14,7 +13,7 @@ import torch
 from spirl.agents.agent import build_qnetwork, frame_spec
 from spirl.agents.attention import attention_set, fig6_masks, newest_frame_attention
 from spirl.common.io import write_npz
-from spirl.params import REPO_ROOT, ConfigError, load_params, resolve_variant
+from spirl.params import REPO_ROOT, ConfigError, load_params, replace, resolve_variant
 from spirl.saliency.mae import MAEConfig, MaskedAutoencoder
 from spirl.saliency.pretrain import save_model
 
@@ -59,7 +58,7 @@ def test_attention_set_errors():
 
 def tiny_network(params, variant: str = "spirl", seed: int = 0, **agent):
     p = resolve_variant(params, variant)
-    p = dataclasses.replace(p, agent=dataclasses.replace(p.agent, **agent))
+    p = replace(p, agent=replace(p.agent, **agent))
     spec = frame_spec("spirl", p.agent, K, D, 48, "float32")
     return build_qnetwork(spec, p.agent, 3, F, torch.Generator().manual_seed(seed))
 
@@ -144,15 +143,14 @@ def load_script():
     return module
 
 
-def test_script_end_to_end_deterministic(params, tmp_path):
-    """A random-weight 48-px MAE and a random-weight Seaquest policy: two runs give the same PNG bytes."""
-    script, threads = load_script(), torch.get_num_threads()
+def fig6_inputs(params, tmp_path) -> list[str]:
+    """A random-weight 48-px MAE, a random-weight Seaquest policy (K_max 7 = floor(36 * 0.20), Seaquest's adopted
+    mr), 14 random frames in 2 episodes and an mr record, written to tmp_path; the script's common arguments."""
     save_model(MaskedAutoencoder(MAEConfig(img_size=48), generator=torch.Generator().manual_seed(0)),
                tmp_path / "mae.npz")
     (tmp_path / "mr.json").write_text(json.dumps({"result": {"mr_star": 0.5}}))
-    k_max = 7  # floor(36 * 0.20): Seaquest's adopted mr
     p = resolve_variant(params, "spirl")
-    net = build_qnetwork(frame_spec("spirl", p.agent, k_max, 64, 48, "float16"), p.agent, 5, F,
+    net = build_qnetwork(frame_spec("spirl", p.agent, 7, 64, 48, "float16"), p.agent, 5, F,
                          torch.Generator().manual_seed(3))
     write_npz(tmp_path / "weights.npz", {k: v.numpy() for k, v in net.state_dict().items()})
     rng = np.random.default_rng(0)
@@ -160,7 +158,13 @@ def test_script_end_to_end_deterministic(params, tmp_path):
                                         "episodes": np.repeat(np.arange(2, dtype=np.int32), [9, 5])})
     inputs = {"frames": "frames.npz", "model": "mae.npz", "mr": "mr.json", "weights": "weights.npz"}
     common = ["--params", str(REPO_ROOT / "params.yaml"), str(REPO_ROOT / "conf" / "smoke.yaml"), "--game", "Seaquest"]
-    common += [arg for name, file in inputs.items() for arg in (f"--in-{name}", str(tmp_path / file))]
+    return common + [arg for name, file in inputs.items() for arg in (f"--in-{name}", str(tmp_path / file))]
+
+
+def test_script_end_to_end_deterministic(params, tmp_path):
+    """A random-weight 48-px MAE and a random-weight Seaquest policy: two runs give the same PNG bytes."""
+    script, threads = load_script(), torch.get_num_threads()
+    common = fig6_inputs(params, tmp_path)
     try:
         for out in ("a.png", "b.png"):
             script.main([*common, "--variant", "spirl", "--out-figure", str(tmp_path / out)])
@@ -181,3 +185,41 @@ def test_script_end_to_end_deterministic(params, tmp_path):
                 script.main([*common, "--variant", variant, "--out-figure", str(tmp_path / "x.png")])
     finally:
         torch.set_num_threads(threads)
+
+
+def test_a_variant_scoring_with_the_wu_mask_shows_its_selection(params, tmp_path):
+    """Fig. 6 of a variant whose scorer is Wu et al.'s mask: the mask comes from --in-wu (a clear error without it),
+    and the selected patches shown are the mask's dynamic-K selection, not the MAE's."""
+    from spirl.saliency.selection import select_batched
+    from spirl.saliency.wu.model import WuAttention
+    from spirl.saliency.wu.scores import patch_scores
+    from spirl.saliency.wu.training import load_model as load_wu
+    from spirl.saliency.wu.training import save_model as save_wu
+
+    script, threads = load_script(), torch.get_num_threads()
+    common = fig6_inputs(params, tmp_path)
+    save_wu(WuAttention(torch.Generator().manual_seed(1)), tmp_path / "wu.npz")
+    try:
+        with pytest.raises(ConfigError, match="--in-wu"):
+            script.main([*common, "--variant", "spirl_wu", "--out-figure", str(tmp_path / "x.png")])
+        script.main([*common, "--variant", "spirl_wu", "--in-wu", str(tmp_path / "wu.npz"),
+                     "--out-figure", str(tmp_path / "wu.png")])
+        assert (tmp_path / "wu.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    finally:
+        torch.set_num_threads(threads)
+    p = resolve_variant(params, "spirl_wu")
+    with np.load(tmp_path / "frames.npz") as data:
+        frames, episodes = data["frames"], data["episodes"]
+    with np.load(tmp_path / "weights.npz") as data:
+        weights = {k: data[k] for k in data.files}
+    from spirl.saliency.pretrain import load_model
+
+    ts, masks, ks = script.fig6_data(p, "Seaquest", load_model(tmp_path / "mae.npz"),
+                                     json.loads((tmp_path / "mr.json").read_text()), weights, frames, episodes,
+                                     tmp_path / "wu.npz")
+    scores = patch_scores(load_wu(tmp_path / "wu.npz"), frames[ts], 48, 8)  # [T, 36]
+    indices, counts = select_batched(scores, "dynamic", 7, p.saliency.xscale)
+    assert ks.tolist() == counts.tolist()
+    for i in range(len(ts)):
+        shown = set(keys(masks[i]["selected"])) | set(keys(masks[i]["both"]))
+        assert shown == set(indices[i, :counts[i]].tolist())

@@ -1,16 +1,26 @@
-"""Pluggable saliency scorers (SPEC §13): frame_diff by hand, all-equal rows under dynamic-K, random, dispatch."""
+"""Pluggable saliency scorers (SPEC §13): frame_diff by hand, all-equal rows under dynamic-K, random, each scorer's
+frame, stream and sequence forms built from its registry declaration."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
 import torch
 
-from spirl.saliency.error_maps import ErrorMapSettings, error_map
+from spirl.params import SCORERS
+from spirl.saliency.error_maps import ErrorMapSettings, error_map, in_space
 from spirl.saliency.mae import MAEConfig, MaskedAutoencoder, patchify
-from spirl.saliency.scorers import SCORERS, check_scorer, frame_diff, random_scores, score_frames
+from spirl.saliency.mr import normalized_maps
+from spirl.saliency.registry import spec
+from spirl.saliency.scorers import build_scorer
+from spirl.saliency.scorers.base import ScorerModels
+from spirl.saliency.scorers.frame_difference import FrameDiffStreamScorer, frame_diff
+from spirl.saliency.scorers.uniform_noise import random_scores
 from spirl.saliency.selection import dynamic_k_batched
-from spirl.saliency.wu import WuAttention, patch_scores
+from spirl.saliency.wu.model import WuAttention
+from spirl.saliency.wu.scores import patch_scores
 
 BACKGROUND, SPRITE = 20, 230
 
@@ -30,13 +40,25 @@ def _box_patches(box: tuple[int, int], patch: int = 8, grid: int = 12) -> set[in
     return {r * grid + c for r in rows for c in cols}
 
 
-def test_check_scorer_names_the_key_and_the_allowed_values():
+def _mae(size: int, seed: int = 0) -> MaskedAutoencoder:
+    return MaskedAutoencoder(MAEConfig(img_size=size), generator=torch.Generator().manual_seed(seed)).eval()
+
+
+SETTINGS = ErrorMapSettings("normalized", 10**6, None)
+
+
+def _scorer(name: str, mae: MaskedAutoencoder, **models):
+    """The scorer the registry declares as `name`, scoring with `mae` and the other models given."""
+    return build_scorer(spec(name), ScorerModels(mae, SETTINGS, **models))
+
+
+def test_spec_names_the_key_and_the_allowed_values():
     assert SCORERS == ("mae_surround", "mae_untrained", "frame_diff", "random", "wu_mask")
     for name in SCORERS:
-        assert check_scorer(name) == name
+        assert spec(name).name == name
     for bad in ("mae", "Frame_Diff", "", None, 3):
         with pytest.raises(ValueError, match=r"saliency\.scorer must be one of .*'frame_diff'.*'wu_mask'"):
-            check_scorer(bad)
+            spec(bad)
 
 
 def test_frame_diff_hand_values_and_patch_order():
@@ -140,51 +162,116 @@ def test_random_scores_come_from_their_generator_only():
         random_scores(3, 144, None)
 
 
-def test_score_frames_dispatches_to_each_scorer():
+def test_frame_form_of_each_scorer():
+    """Each declaration's frame form computes its own scores, with the model it declares (trained MAE, untrained
+    MAE, Wu mask) and the inputs it declares (previous frames, the caller's generator); the others are ignored."""
     rng = np.random.default_rng(2)
     frames = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
     previous = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
-    mae = MaskedAutoencoder(MAEConfig(img_size=32), generator=torch.Generator().manual_seed(0))
+    has = torch.tensor([True, False])
+    mae, untrained, wu = _mae(32, 0), _mae(32, 7), WuAttention(torch.Generator().manual_seed(4))
     settings = ErrorMapSettings("normalized", 10**6, None)
-    for name in ("mae_surround", "mae_untrained"):
-        got = score_frames(name, frames, 8, mae=mae, error_settings=settings)
-        torch.testing.assert_close(got, error_map(mae, frames, settings), atol=0, rtol=0)
-    got = score_frames("frame_diff", frames, 8, previous=previous, has_previous=np.array([True, False]))
-    torch.testing.assert_close(got, frame_diff(frames, previous, 8, np.array([True, False])), atol=0, rtol=0)
-    got = score_frames("random", frames, 8, generator=torch.Generator().manual_seed(3))
-    torch.testing.assert_close(got, random_scores(2, 16, torch.Generator().manual_seed(3)), atol=0, rtol=0)
-    wu = WuAttention(torch.Generator().manual_seed(4))
-    got = score_frames("wu_mask", frames, 8, wu_model=wu)
-    assert got.shape == (2, 16)
-    torch.testing.assert_close(got, patch_scores(wu, frames, 32, 8), atol=0, rtol=0)
-    with pytest.raises(ValueError, match="needs the MAE"):
-        score_frames("mae_surround", frames, 8)
-    with pytest.raises(ValueError, match="needs the run's torch.Generator"):
-        score_frames("random", frames, 8)
-    with pytest.raises(ValueError, match="needs the trained Wu"):
-        score_frames("wu_mask", frames, 8)
-    with pytest.raises(ValueError, match=r"saliency\.scorer"):
-        score_frames("saliency", frames, 8)
+    models = ScorerModels(mae, settings, untrained=untrained, wu=wu)
+    score = {name: build_scorer(spec(name), models).frames(frames, previous, has, torch.Generator().manual_seed(3))
+             for name in SCORERS}
+    torch.testing.assert_close(score["mae_surround"], error_map(mae, frames, settings), atol=0, rtol=0)
+    torch.testing.assert_close(score["mae_untrained"], error_map(untrained, frames, settings), atol=0, rtol=0)
+    assert not torch.equal(score["mae_surround"], score["mae_untrained"])  # the two MAEs are not mixed up
+    torch.testing.assert_close(score["frame_diff"], frame_diff(frames, previous, 8, has), atol=0, rtol=0)
+    assert (score["frame_diff"][0] > 0).all() and (score["frame_diff"][1] == 0).all()  # row 1 starts an episode
+    torch.testing.assert_close(score["random"], random_scores(2, 16, torch.Generator().manual_seed(3)), atol=0, rtol=0)
+    torch.testing.assert_close(score["wu_mask"], patch_scores(wu, frames, 32, 8), atol=0, rtol=0)
+    assert all(s.shape == (2, 16) and s.dtype == torch.float32 for s in score.values())
+    # what does not compare frames or draw numbers ignores previous frames and generators
+    for name in ("mae_surround", "wu_mask"):
+        torch.testing.assert_close(build_scorer(spec(name), models).frames(frames), score[name], atol=0, rtol=0)
 
 
-def test_sequence_scores_match_the_stream_scorer_and_do_not_depend_on_the_batch():
-    """The mr stage's ordered-archive scores (scorers.sequence_scores) equal what one env's stream scorer sees
-    frame by frame (episode starts included), whatever the batch size; random draws row after row."""
-    from spirl.saliency.scorers import FrameDiffStreamScorer, random_scores, sequence_scores
+def test_a_scorer_without_what_it_declares_is_refused():
+    frames = np.zeros((2, 32, 32, 3), dtype=np.uint8)
+    mae, settings = _mae(32), ErrorMapSettings("normalized", 10**6, None)
+    with pytest.raises(ValueError, match="seeded stream: pass its torch.Generator"):
+        _scorer("random", mae).frames(frames)
+    with pytest.raises(ValueError, match="'wu_mask' scores with the game's trained Wu mask"):
+        _scorer("wu_mask", mae)
+    with pytest.raises(ValueError, match="'mae_untrained' scores with the game's untrained MAE"):
+        _scorer("mae_untrained", mae)
+    with pytest.raises(ValueError, match="ScorerModels.mae must be the game's MaskedAutoencoder"):
+        ScorerModels(None, settings)
+    with pytest.raises(ValueError, match=r"untrained MAE's \(frame, patch\) size \(48, 8\) differs"):
+        ScorerModels(mae, settings, untrained=_mae(48))
+    with pytest.raises(ValueError, match="computes 'frame_difference'"):  # a declaration and an implementation
+        type(_scorer("random", mae))(spec("frame_diff"), ScorerModels(mae, settings))
 
+
+def test_stream_form_equals_the_frame_form_frame_by_frame():
+    """One env's stream through each scorer's stream form scores what its frame form gives with that env's
+    previous frame (none at an episode start) and, for random, that stream's own seeded generator."""
+    from spirl.common.seeding import derive_seed
+    from spirl.saliency.registry import SEED_KEY
+
+    rng = np.random.default_rng(6)
+    frames = rng.integers(0, 256, (4, 24, 24, 3), dtype=np.uint8)
+    frames[2, :16] = frames[1, :16]  # the top two patch rows unchanged: incremental maps reuse the top row's E
+    starts = [True, False, True, False]
+    mae, untrained, wu = _mae(24, 0), _mae(24, 7), WuAttention(torch.Generator().manual_seed(4))
+    settings = ErrorMapSettings("normalized", 10**6, None)
+    for incremental in (False, True):
+        models = ScorerModels(mae, settings, incremental, untrained, wu)
+        for name in SCORERS:
+            scorer = build_scorer(spec(name), models)
+            stream = scorer.stream()
+            got = torch.cat([stream(frames[t:t + 1], ["env"], [starts[t]]) for t in range(4)])
+            rows, generator = [], None
+            for t in range(4):
+                seed = derive_seed(0, SEED_KEY, repr("env"), t)  # the random stream reseeds at each start
+                generator = torch.Generator().manual_seed(seed) if starts[t] else generator
+                rows.append(scorer.frames(frames[t:t + 1], frames[t - 1:t] if t else None,
+                                          torch.tensor([not starts[t]]) if t else None, generator))
+            tol = 1e-5 if incremental else 0  # incremental maps: the same E to float rounding
+            torch.testing.assert_close(got, torch.cat(rows), atol=tol, rtol=tol, msg=name)
+
+
+def test_sequence_form_matches_the_stream_form_and_does_not_depend_on_the_batch():
+    """The mr stage's ordered-archive scores (Scorer.sequence) equal what one env's stream scorer sees frame by
+    frame (episode starts included), whatever the batch size; random draws row after row."""
     rng = np.random.default_rng(5)
     frames = rng.integers(0, 256, (9, 16, 16, 3), dtype=np.uint8)
     frames[4] = frames[3]  # a still frame: all-equal scores
     starts = np.array([True, False, False, False, False, True, False, False, False])
     stream = FrameDiffStreamScorer(8)
     expected = torch.cat([stream(frames[i:i + 1], ["env"], [bool(starts[i])]) for i in range(9)]).numpy()
+    diff = _scorer("frame_diff", _mae(16))
     for batch in (1, 2, 4, 9):
-        got = sequence_scores("frame_diff", frames, starts, 8, batch)
-        np.testing.assert_array_equal(got, expected)
+        got = diff.sequence(frames, starts, batch)
+        np.testing.assert_array_equal(got.scores, expected)
+        assert got.arrays.keys() == {"scores"} and got.arrays["scores"] is got.scores and got.recomputed_share is None
     assert (expected[[0, 4, 5]] == 0).all() and (expected[[1, 2, 3, 6, 7, 8]] > 0).all()
-    draws = [sequence_scores("random", frames, starts, 8, b, generator=torch.Generator().manual_seed(3))
-             for b in (2, 9)]
+    noise = _scorer("random", _mae(16))
+    draws = [noise.sequence(frames, starts, b, torch.Generator().manual_seed(3)).scores for b in (2, 9)]
     np.testing.assert_array_equal(draws[0], draws[1])
     np.testing.assert_array_equal(draws[0], random_scores(9, 4, torch.Generator().manual_seed(3)).numpy())
-    with pytest.raises(ValueError, match="frame_diff, random or wu_mask"):
-        sequence_scores("mae_surround", frames, starts, 8, 4)
+    with pytest.raises(ValueError, match=r"one flag per frame \(9\)"):
+        diff.sequence(frames, starts[:8], 4)
+
+
+@pytest.mark.parametrize("space", ["normalized", "raw"])
+@pytest.mark.parametrize("incremental", [False, True])
+def test_mae_sequence_form_is_the_mr_stages_error_maps(space, incremental):
+    """An MAE scorer's sequence form is spirl.saliency.mr.normalized_maps (incremental along the archive when
+    saliency.incremental) in saliency.error_space: the numbers the mr stage always had."""
+    rng = np.random.default_rng(8)
+    frames = rng.integers(0, 256, (5, 24, 24, 3), dtype=np.uint8)
+    frames[2, :16] = frames[1, :16]  # the top two patch rows unchanged: incremental maps reuse the top row's E
+    starts = np.array([True, False, False, True, False])
+    mae, untrained = _mae(24, 0), _mae(24, 7)
+    settings = ErrorMapSettings(space, 10**6, None)
+    models = ScorerModels(mae, settings, incremental, untrained)
+    for name, model in (("mae_surround", mae), ("mae_untrained", untrained)):
+        got = build_scorer(spec(name), models).sequence(frames, starts, 2)
+        errors, variances, share = normalized_maps(model, frames, 2, dataclasses.replace(settings, space="normalized"),
+                                                   starts if incremental else None)
+        np.testing.assert_array_equal(got.arrays["errors_normalized"], errors)
+        np.testing.assert_array_equal(got.arrays["patch_variance"], variances)
+        np.testing.assert_array_equal(got.scores, in_space(errors, variances, space, mae.config.norm_pix_eps))
+        assert got.recomputed_share == share and (share < 1) == incremental

@@ -11,40 +11,39 @@ import pytest
 import torch
 from torch import nn
 
+from spirl.common.checkpoints import load_checkpoint, save_checkpoint
 from spirl.common.io import write_npz
 from spirl.common.nn import parameter_count
 from spirl.common.seeding import derive_seed
 from spirl.envs.preprocess import to_gray84
-from spirl.params import REPO_ROOT, load_params
-from spirl.saliency.scorers import frame_diff, random_scores
+from spirl.params import REPO_ROOT, load_params, replace
+from spirl.saliency.scorers.frame_difference import frame_diff
+from spirl.saliency.scorers.uniform_noise import random_scores
 from spirl.saliency.selection import dynamic_k_batched
-from spirl.saliency.wu import (
+from spirl.saliency.wu.data import gray_frames, gray_input, pair_indices
+from spirl.saliency.wu.figures import figure_indices
+from spirl.saliency.wu.model import (
     MASK_SIZE,
     WuAttention,
     WuOutput,
     WuSettings,
-    figure_indices,
-    gray_frames,
-    gray_input,
-    load_checkpoint,
+    thresholded_squared_error,
+    transport,
+    wu_loss,
+)
+from spirl.saliency.wu.scores import mask_patch_scores, patch_scores
+from spirl.saliency.wu.training import fingerprint as wu_fingerprint
+from spirl.saliency.wu.training import (
     load_model,
-    mask_patch_scores,
     new_run,
-    pair_indices,
-    patch_scores,
-    save_checkpoint,
     save_model,
     settings_from_params,
-    thresholded_squared_error,
     total_updates,
     train_step,
     train_until,
-    transport,
     updates_per_epoch,
-    wu_loss,
     wu_seeds,
 )
-from spirl.saliency.wu import fingerprint as wu_fingerprint
 
 
 def _conv_params(c_in: int, c_out: int, k: int) -> int:
@@ -390,8 +389,8 @@ def test_fingerprint_changes_with_params_seeds_and_frames(tmp_path):
     path.write_bytes(b"abc")
     base = wu_fingerprint(wu, TRAIN_SEEDS, path)
     assert base == wu_fingerprint(wu, dict(TRAIN_SEEDS), path)
-    assert base != wu_fingerprint(dataclasses.replace(wu, epochs=wu.epochs + 1), TRAIN_SEEDS, path)
-    assert base != wu_fingerprint(dataclasses.replace(wu, delta=0.02), TRAIN_SEEDS, path)
+    assert base != wu_fingerprint(replace(wu, epochs=wu.epochs + 1), TRAIN_SEEDS, path)
+    assert base != wu_fingerprint(replace(wu, delta=0.02), TRAIN_SEEDS, path)
     assert base != wu_fingerprint(wu, {**TRAIN_SEEDS, "pairs": 13}, path)
     path.write_bytes(b"abd")
     assert base != wu_fingerprint(wu, TRAIN_SEEDS, path)

@@ -1,27 +1,29 @@
-"""The per-frame representation of each variant (SPEC §4-§7, §9, §13): what the replay stores and the agent sees."""
+"""The per-frame representation of each variant (SPEC §4-§7, §9, §13): what the replay stores and the agent sees.
+
+`representation_for_run` gives a run everything that decides it: its frame spec, its patch budget (mr, K_max), its
+stream scorer (the one saliency.scorer declares, spirl.saliency.registry) and the Represent built from them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
-from typing import Any
+from collections.abc import Hashable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
-from spirl.agents.agent import FrameSpec
+from spirl.agents.agent import FrameSpec, frame_spec
 from spirl.envs.preprocess import to_gray84
-from spirl.params import Params
-from spirl.saliency.error_maps import ErrorMapSettings, embed_selected
+from spirl.params import ConfigError, Params
+from spirl.saliency.budget import Budget, run_budget
+from spirl.saliency.error_maps import embed_selected
 from spirl.saliency.mae import MaskedAutoencoder
-from spirl.saliency.scorers import (
-    FrameDiffStreamScorer,
-    MAEStreamScorer,
-    RandomStreamScorer,
-    StreamScorer,
-    WuStreamScorer,
-)
+from spirl.saliency.registry import spec as scorer_spec
+from spirl.saliency.scorers import build_scorer
+from spirl.saliency.scorers.base import StreamScorer
+from spirl.saliency.scorers.loading import scorer_models
 from spirl.saliency.selection import all_patches_of, select_batched
-from spirl.saliency.wu import WuAttention
 
 
 class Represent:
@@ -51,16 +53,24 @@ class Represent:
             return to_gray84(frames)
         if self.spec.kind == "rgb96":
             return np.array(frames, dtype=np.uint8)
-        indices, counts = self._select(frames, streams, starts)  # [B, K_max], [B]
-        embeddings = embed_selected(self.mae, frames, indices, counts, self.k_max)  # [B, K_max, D]
-        return embeddings.cpu().numpy().astype(self.spec.dtype)
+        indices, counts = self.select(frames, streams, starts)
+        return self.embed(frames, indices, counts)
 
-    def _select(self, frames: np.ndarray, streams: Sequence[Hashable] | None, starts: Sequence[bool] | None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def select(self, frames: np.ndarray, streams: Sequence[Hashable] | None = None,
+               starts: Sequence[bool] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The patches each frame keeps: indices [B, K_max] (row order of the selection, -1 padded) and counts [B].
+
+        Scores the frames (updating the scorer's memory of their streams) unless the selection is "all".
+        """
         if self.scorer is None:  # selection "all": every patch in index order, as select_batched's "all"
             return all_patches_of(len(frames), self.k_max)
         scores = self.scorer(frames, streams, starts)  # [B, N]
         return select_batched(scores, self.sal.selection, self.k_max, self.sal.xscale)
+
+    def embed(self, frames: np.ndarray, indices: torch.Tensor, counts: torch.Tensor) -> np.ndarray:
+        """SPEC §7 embeddings of the selected patches, [B, K_max, D] in spec.dtype (rows past counts[b] zero)."""
+        embeddings = embed_selected(self.mae, frames, indices, counts, self.k_max)  # [B, K_max, D]
+        return embeddings.cpu().numpy().astype(self.spec.dtype)
 
     def state(self, stream: Hashable) -> Any:
         """The scorer's memory of `stream` for a checkpoint (None: none)."""
@@ -78,31 +88,54 @@ class Represent:
                 self.scorer.forget(stream)
 
 
-def make_scorer(params: Params, mae: MaskedAutoencoder | None, settings: ErrorMapSettings | None, *,
-                untrained: MaskedAutoencoder | None = None, wu: WuAttention | None = None) -> StreamScorer:
-    """The stream scorer of saliency.scorer (SPEC §13), from the models it needs.
-
-    mae_surround: the trained `mae` and `settings`; mae_untrained: `untrained` (pretrain.untrained_mae) and
-    `settings`; frame_diff: the patch size of `mae`; random: its patch count; wu_mask: `wu` (wu.load_model).
-    """
-    name = params.saliency.scorer
-    if mae is None:
-        raise ValueError(f"saliency.scorer {name!r} needs the game's MAE (its patch grid and embeddings)")
-    if name in ("mae_surround", "mae_untrained"):
-        model = mae if name == "mae_surround" else untrained
-        if model is None or settings is None:
-            raise ValueError(f"saliency.scorer {name!r} needs its MAE and error-map settings")
-        return MAEStreamScorer(model, settings, params.saliency.incremental)
-    if name == "frame_diff":
-        return FrameDiffStreamScorer(mae.config.patch_size, next(mae.parameters()).device)
-    if name == "random":
-        return RandomStreamScorer(mae.config.num_patches)
-    if wu is None:
-        raise ValueError("saliency.scorer 'wu_mask' needs the game's trained Wu mask (spirl.saliency.wu.load_model)")
-    return WuStreamScorer(wu, mae.config.patch_size)
-
-
 def make_represent(spec: FrameSpec, params: Params, mae: MaskedAutoencoder | None, k_max: int,
                    scorer: StreamScorer | None) -> Represent:
     """The variant's per-frame representation (see Represent)."""
     return Represent(spec, params, mae, k_max, scorer)
+
+
+class RunRepresentation(NamedTuple):
+    """What a run's frames become.
+
+    spec: the replay's per-frame storage (embeddings [K_max, D] or pixels).
+    represent: the per-frame representation (Represent).
+    budget: the run's mr and K_max (spirl.saliency.budget), None for a pixel variant.
+    scorer: the stream scorer of saliency.scorer, None when nothing is scored (pixels, selection "all").
+    """
+
+    spec: FrameSpec
+    represent: Represent
+    budget: Budget | None
+    scorer: StreamScorer | None
+
+    @property
+    def k_max(self) -> int:
+        """The run's K_max (0 for a pixel variant)."""
+        return 0 if self.budget is None else self.budget.k_max
+
+
+def representation_for_run(params: Params, base: str, game: str, mae: MaskedAutoencoder | None,
+                           mr_record: Mapping[str, Any] | None, wu_path: Path | None = None) -> RunRepresentation:
+    """A run's representation from its resolved params (the variant's overrides applied) and base method.
+
+    spirl: K_max from saliency.mr and the game's mr record (spirl.saliency.budget.run_budget; N for selection
+    "all"), the stream scorer of saliency.scorer with the models it scores with (the untrained MAE built, the Wu mask
+    read from wu_path; spirl.saliency.scorers.loading) unless selection "all" scores nothing, and embeddings
+    [K_max, encoder_dim] of the MAE `mae` (on the device the scorer computes on). de_rainbow: pixels, no scorer.
+
+    Raises: ConfigError when a spirl run lacks its MAE, or a scorer lacks its model (naming --in-wu).
+    """
+    if base != "spirl":
+        spec = frame_spec(base, params.agent, 0, 0, params.atari.frame_size_px, params.replay.embedding_dtype)
+        return RunRepresentation(spec, Represent(spec, params, None, 0, None), None, None)
+    if mae is None:
+        raise ConfigError(f"base spirl needs the game's MAE (--in-model) to embed {game}'s patches")
+    sal = params.saliency
+    budget = run_budget(sal, game, mae.config.num_patches, mr_record)
+    scorer = None
+    if sal.selection != "all":
+        declared = scorer_spec(sal.scorer)
+        scorer = build_scorer(declared, scorer_models(declared, params, game, mae, wu_path)).stream()
+    spec = frame_spec(base, params.agent, budget.k_max, mae.config.encoder_dim, params.atari.frame_size_px,
+                      params.replay.embedding_dtype)
+    return RunRepresentation(spec, Represent(spec, params, mae, budget.k_max, scorer), budget, scorer)

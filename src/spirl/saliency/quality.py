@@ -1,7 +1,7 @@
 """Saliency quality (SPEC §14): the table over games x scorers and the figure of selections on object boxes.
 
 Input records are the per-game JSONs of src/saliency_quality.py (a run record whose "result" holds, per scorer, the
-`spirl.envs.objects.recall_report` dict plus timing, and "scorer_order": criteria.scorers' order, since the JSON's keys
+`spirl.envs.recall.recall_report` dict plus timing, and "scorer_order": criteria.scorers' order, since the JSON's keys
 are sorted). `quality_rows` flattens them into one
 row per game x scorer (the CSV), `quality_markdown` renders the same rows for the report, and
 `plot_quality_frames` draws a few frames x scorers with the object boxes and each scorer's selected patches.
