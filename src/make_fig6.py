@@ -26,9 +26,10 @@ from spirl.agents.attention import attention_set, fig6_masks, newest_frame_atten
 from spirl.agents.represent import representation_for_run
 from spirl.common.cli import base_parser, setup_logging
 from spirl.common.io import read_json
-from spirl.common.plots import patch_mask_image, save_figure
+from spirl.common.plots import save_figure
 from spirl.common.runtime import setup_torch
 from spirl.params import ConfigError, Params, load_params, resolve_variant
+from spirl.saliency.figures import patch_mask_image
 from spirl.saliency.mae import MaskedAutoencoder
 from spirl.saliency.pretrain import load_model
 

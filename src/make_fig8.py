@@ -6,8 +6,8 @@ from pathlib import Path
 
 from spirl.common.cli import base_parser, setup_logging
 from spirl.common.io import read_json
-from spirl.common.plots import plot_k_histograms
 from spirl.params import load_params, resolve_mr
+from spirl.saliency.figures import plot_k_histograms
 
 
 def main() -> None:

@@ -14,7 +14,6 @@ import torch
 
 from spirl.common.cli import base_parser, setup_logging
 from spirl.common.io import read_json
-from spirl.common.plots import plot_fig2, plot_fig3
 from spirl.common.runtime import setup_torch
 from spirl.params import load_params
 from spirl.saliency.budget import run_budget
@@ -26,6 +25,7 @@ from spirl.saliency.error_maps import (
     patch_errors,
     surroundings_predictions,
 )
+from spirl.saliency.figures import plot_fig2, plot_fig3
 from spirl.saliency.mae import MaskedAutoencoder, patchify, unpatchify
 from spirl.saliency.pretrain import load_model
 from spirl.saliency.selection import cumulative_error_curve, dynamic_k, fixed_k, k_max_from_ratio

@@ -113,7 +113,8 @@ def plot_quality_frames(frames: np.ndarray, objects: Sequence[Sequence[ObjectBox
     """
     from matplotlib.patches import Rectangle
 
-    from spirl.common.plots import highlight, patch_mask_image, plt, save_figure
+    from spirl.common.plots import plt, save_figure
+    from spirl.saliency.figures import highlight, patch_mask_image
 
     n_rows, size = len(frames), frames.shape[1]
     grid = grid_side(size, patch_px)
