@@ -40,7 +40,7 @@ from spirl.common.io import write_json, write_npz
 from spirl.common.runinfo import run_record
 from spirl.common.seeding import derive_seed
 from spirl.envs.atari import AtariEnv, make_env
-from spirl.envs.objects import pack_objects
+from spirl.envs.object_files import pack_objects
 from spirl.params import load_params, to_plain
 
 SCREEN_HW = (210, 160)

@@ -8,16 +8,16 @@ it landed on changed from one machine's CPU to another's (their kernels sum in a
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
 
 from spirl.agents.agent import frame_spec
 from spirl.agents.represent import make_represent
-from spirl.params import REPO_ROOT, load_params, resolve_variant
-from spirl.training.loop import RunKey, TrainingRun, run_training
+from spirl.params import REPO_ROOT, load_params, replace, resolve_variant
+from spirl.training.loop import run_training
+from spirl.training.representation import StatelessRepresentation
+from spirl.training.run import RunKey, TrainingRun
 
 EPISODE, SIZE = 8, 48  # steps per episode: optimal return 8, random 8 / 3
 
@@ -61,16 +61,17 @@ def cue_embeddings(frames: np.ndarray, k_max: int) -> np.ndarray:
 @pytest.mark.parametrize(("variant", "steps"), [("de_rainbow", 8000), ("spirl", 4000)])
 def test_agent_reaches_90_percent_of_the_optimal_return(variant, steps):
     params = resolve_variant(load_params([REPO_ROOT / "params.yaml"]), variant)
-    train = dataclasses.replace(
+    train = replace(
         params.train, multi_step=3, lr=1e-3, learn_start_env_steps=200, target_update_updates=100,
-        regimes={"100k": dataclasses.replace(params.train.regimes["100k"], total_env_steps=steps,
-                                             replay_capacity_transitions=steps, eval_every_env_steps=steps)})
-    params = dataclasses.replace(params, train=train, eval=dataclasses.replace(params.eval, n_envs=30),
-                                 atari=dataclasses.replace(params.atari, frame_size_px=SIZE),
-                                 runtime=dataclasses.replace(params.runtime, compile_learner=False))
+        regimes={"100k": replace(params.train.regimes["100k"], total_env_steps=steps,
+                                 replay_capacity_transitions=steps, eval_every_env_steps=steps)})
+    params = replace(params, train=train, eval=replace(params.eval, n_envs=30),
+                     atari=replace(params.atari, frame_size_px=SIZE),
+                     runtime=replace(params.runtime, compile_learner=False))
     base = params.experiment.variants[variant].base
     spec = frame_spec(base, params.agent, 4, 64, SIZE, params.replay.embedding_dtype)
-    represent = (lambda f, *_: cue_embeddings(f, 4)) if base == "spirl" else make_represent(spec, params, None, 0, None)
+    represent = StatelessRepresentation(lambda f: cue_embeddings(f, 4)) if base == "spirl" else \
+        make_represent(spec, params, None, 0, None)
     torch.manual_seed(0)
     run = TrainingRun(RunKey(variant, "100k", "Cue", 0), params, spec, represent, torch.device("cpu"),
                       env_factory=CueEnv)

@@ -3,7 +3,6 @@ the seeds one by one, to float tolerance, over the first few hundred updates; an
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +12,10 @@ from test_learning import SIZE, CueEnv, cue_embeddings
 
 from spirl.agents.agent import frame_spec
 from spirl.agents.represent import make_represent
-from spirl.params import REPO_ROOT, load_params, resolve_variant
-from spirl.training.loop import RunKey, TrainingRun, run_training
+from spirl.params import REPO_ROOT, load_params, replace, resolve_variant
+from spirl.training.loop import run_training
+from spirl.training.representation import StatelessRepresentation
+from spirl.training.run import RunKey, TrainingRun
 
 STEPS, LEARN_START, SEEDS = 340, 40, (0, 1)  # 300 updates per seed
 
@@ -40,17 +41,18 @@ class RecordingCueEnv(CueEnv):
 
 def setup(variant: str, steps: int = STEPS, eval_checkpoint_every_s: float = 600.0):
     params = resolve_variant(load_params([REPO_ROOT / "params.yaml"]), variant)
-    train = dataclasses.replace(
+    train = replace(
         params.train, multi_step=3, lr=1e-3, learn_start_env_steps=LEARN_START, target_update_updates=50,
         batch_size=8, eval_checkpoint_every_s=eval_checkpoint_every_s,
-        regimes={"100k": dataclasses.replace(params.train.regimes["100k"], total_env_steps=steps,
-                                             replay_capacity_transitions=steps, eval_every_env_steps=steps // 2)})
-    params = dataclasses.replace(params, train=train, eval=dataclasses.replace(params.eval, n_envs=2),
-                                 atari=dataclasses.replace(params.atari, frame_size_px=SIZE),
-                                 runtime=dataclasses.replace(params.runtime, compile_learner=False))
+        regimes={"100k": replace(params.train.regimes["100k"], total_env_steps=steps,
+                                 replay_capacity_transitions=steps, eval_every_env_steps=steps // 2)})
+    params = replace(params, train=train, eval=replace(params.eval, n_envs=2),
+                     atari=replace(params.atari, frame_size_px=SIZE),
+                     runtime=replace(params.runtime, compile_learner=False))
     base = params.experiment.variants[variant].base
     spec = frame_spec(base, params.agent, 4, 64, SIZE, params.replay.embedding_dtype)
-    represent = (lambda f, *_: cue_embeddings(f, 4)) if base == "spirl" else make_represent(spec, params, None, 0, None)
+    represent = StatelessRepresentation(lambda f: cue_embeddings(f, 4)) if base == "spirl" else \
+        make_represent(spec, params, None, 0, None)
 
     def make(seed: int) -> TrainingRun:
         return TrainingRun(RunKey(variant, "100k", "Cue", seed), params, spec, represent, torch.device("cpu"),

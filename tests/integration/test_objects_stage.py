@@ -21,7 +21,8 @@ import yaml
 
 from spirl.common.seeding import derive_seed
 from spirl.envs.atari import make_env
-from spirl.envs.objects import box_patches, unpack_objects
+from spirl.envs.object_files import unpack_objects
+from spirl.envs.objects import box_patches
 from spirl.params import REPO_ROOT, load_params
 
 OBJECTS_PY = REPO_ROOT / ".venv-objects" / "bin" / "python"

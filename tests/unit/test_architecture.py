@@ -64,7 +64,7 @@ def test_a_stage_depends_on_exactly_the_modules_its_script_runs():
     assert STAGES["collect"].code == (
         "src/collect_frames.py", "src/spirl/__init__.py", "src/spirl/common/__init__.py", "src/spirl/common/cli.py",
         "src/spirl/common/io.py", "src/spirl/common/runinfo.py", "src/spirl/common/seeding.py",
-        "src/spirl/envs/__init__.py", "src/spirl/envs/atari.py", "src/spirl/envs/collect.py",
+        "src/spirl/envs/__init__.py", "src/spirl/envs/ale.py", "src/spirl/envs/atari.py", "src/spirl/envs/collect.py",
         *sorted(p.relative_to(I.ROOT).as_posix() for p in (PACKAGE / "params").glob("*.py")))
 
 

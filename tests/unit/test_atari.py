@@ -12,7 +12,8 @@ import pytest
 import torch
 from ale_py import Action, ALEInterface, LoggerMode, roms
 
-from spirl.envs.atari import AtariEnv, derive_seeds, rom_id
+from spirl.envs.ale import derive_seeds, rom_id
+from spirl.envs.atari import AtariEnv
 
 PAPER = dict(frame_size_px=96, frame_skip=4, frame_stack=4, max_noops=30,
              max_episode_agent_steps=27_000, fire_on_reset=True)

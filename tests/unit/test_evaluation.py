@@ -11,6 +11,7 @@ import torch
 from spirl.common.seeding import derive_seed
 from spirl.params import AtariParams
 from spirl.training.evaluation import EvalResult, eval_seeds, evaluate, make_eval_envs, summarize
+from spirl.training.representation import Representation, StatelessRepresentation
 
 PAPER_ATARI = AtariParams(frame_size_px=96, frame_skip=4, frame_stack=4, max_noops=30,
                           max_episode_agent_steps=27_000, fire_on_reset=True)
@@ -66,13 +67,13 @@ def make_counter_envs(lengths: list[int], n_actions: int) -> list[CounterEnv]:
     return [CounterEnv(i, length, n_actions) for i, length in enumerate(lengths)]
 
 
-def represent_np(rep_shape: tuple[int, ...]):
+def represent_np(rep_shape: tuple[int, ...]) -> StatelessRepresentation:
     """A `represent` giving float32 [B, *rep_shape, 3] = each frame's pixel, broadcast."""
     def represent(frames: np.ndarray) -> np.ndarray:
         pixel = frames[:, 0, 0, :].astype(np.float32)
         return np.broadcast_to(pixel.reshape(-1, *([1] * len(rep_shape)), 3),
                                (len(frames), *rep_shape, 3)).copy()
-    return represent
+    return StatelessRepresentation(represent)
 
 
 def greedy_act(stacks, n_actions: int) -> np.ndarray:
@@ -118,8 +119,8 @@ def test_lock_step_batches_stacks_and_greedy_returns(stack, rep_shape):
     envs = make_counter_envs(lengths, n_actions)
     spy = Spy(represent_np(rep_shape), n_actions, stack, rep_shape)
     ticks: list[int] = []
-    result = evaluate(envs, spy.represent, spy.act, stack=stack, epsilon=0.0, rng=np.random.default_rng(0),
-                      on_step=ticks.append)
+    result = evaluate(envs, StatelessRepresentation(spy.represent), spy.act, stack=stack, epsilon=0.0,
+                      rng=np.random.default_rng(0), on_step=ticks.append)
     assert isinstance(result, EvalResult)
     assert result.returns == [3.0, 14.0, 15.0, 4.0]  # (id + 1) * length
     assert all(isinstance(r, float) for r in result.returns)
@@ -144,7 +145,7 @@ def test_stacks_are_fresh_and_in_the_representation_dtype():
         seen.append(stacks)
         return greedy_act(stacks, 3)
 
-    evaluate(envs, represent, act, stack=4, epsilon=0.0, rng=np.random.default_rng(0))
+    evaluate(envs, StatelessRepresentation(represent), act, stack=4, epsilon=0.0, rng=np.random.default_rng(0))
     assert all(s.dtype == np.float16 for s in seen)
     # Arrays handed to act earlier are not overwritten later.
     np.testing.assert_array_equal(seen[0], [[[0, 0, 0]] * 3 + [[0, 0, 1]], [[0, 0, 0]] * 3 + [[0, 1, 1]]])
@@ -172,8 +173,8 @@ def test_max_steps_marks_unfinished_envs():
 
 def test_max_steps_zero_plays_nothing():
     calls = []
-    result = evaluate(make_counter_envs([2, 3], 2), lambda f: calls.append(f) or f, lambda s: calls.append(s),
-                      stack=4, epsilon=0.0, rng=np.random.default_rng(0), max_steps=0)
+    result = evaluate(make_counter_envs([2, 3], 2), StatelessRepresentation(lambda f: calls.append(f) or f),
+                      lambda s: calls.append(s), stack=4, epsilon=0.0, rng=np.random.default_rng(0), max_steps=0)
     assert calls == [] and result.steps == 0
     assert result.returns == [0.0, 0.0] and result.lengths == [0, 0] and result.finished == [False, False]
 
@@ -228,11 +229,11 @@ def test_torch_representations_give_torch_stacks_and_the_same_result():
         assert isinstance(stacks, torch.Tensor) and stacks.dtype == torch.float64
         return torch.from_numpy(spy_t.act(stacks))  # torch actions are accepted too
 
-    torch_result = evaluate(make_counter_envs(lengths, n_actions), spy_t.represent, act, stack=stack, epsilon=0.4,
-                            rng=np.random.default_rng(5))
+    torch_result = evaluate(make_counter_envs(lengths, n_actions), StatelessRepresentation(spy_t.represent), act,
+                            stack=stack, epsilon=0.4, rng=np.random.default_rng(5))
     spy = Spy(represent_np((2,)), n_actions, stack, (2,))
-    np_result = evaluate(make_counter_envs(lengths, n_actions), spy.represent, spy.act, stack=stack,
-                         epsilon=0.4, rng=np.random.default_rng(5))
+    np_result = evaluate(make_counter_envs(lengths, n_actions), StatelessRepresentation(spy.represent), spy.act,
+                         stack=stack, epsilon=0.4, rng=np.random.default_rng(5))
     assert len(spy_t.stack_batches) == 9 and [len(s) for s in spy_t.stack_batches] == [3, 3, 2, 2, 2, 2, 1, 1, 1]
     assert torch_result.returns == np_result.returns and torch_result.lengths == lengths
     for ts, ns in zip(spy_t.stack_batches, spy.stack_batches, strict=True):
@@ -270,9 +271,13 @@ def test_invalid_arguments_and_outputs_raise():
     with pytest.raises(ValueError, match="at least one env"):
         evaluate([], rep, act, stack=4, epsilon=0.0, rng=rng)
     with pytest.raises(ValueError, match="represent returned"):
-        evaluate(make_counter_envs([2, 2], 2), lambda f: rep(f)[:1], act, stack=4, epsilon=0.0, rng=rng)
+        evaluate(make_counter_envs([2, 2], 2), StatelessRepresentation(lambda f: rep(f)[:1]), act, stack=4,
+                 epsilon=0.0, rng=rng)
     with pytest.raises(TypeError, match="represent must return"):
-        evaluate(make_counter_envs([2], 2), lambda f: f.tolist(), act, stack=4, epsilon=0.0, rng=rng)
+        evaluate(make_counter_envs([2], 2), StatelessRepresentation(lambda f: f.tolist()), act, stack=4, epsilon=0.0,
+                 rng=rng)
+    with pytest.raises(TypeError, match="wrap a function of the frames alone in StatelessRepresentation"):
+        evaluate(make_counter_envs([2], 2), rep.fn, act, stack=4, epsilon=0.0, rng=rng)  # a bare function
     with pytest.raises(ValueError, match="act must return"):
         evaluate(make_counter_envs([2, 2], 2), rep, lambda s: np.zeros((1,), np.int64), stack=4, epsilon=0.0,
                  rng=rng)
@@ -294,7 +299,8 @@ def test_real_atari_eval_envs_integration():
         stacks_seen.append(stacks)
         return np.zeros(len(stacks), np.int64)  # NOOP
 
-    result = evaluate(envs, pool_12x12, act, stack=4, epsilon=0.0, rng=np.random.default_rng(0), max_steps=50)
+    result = evaluate(envs, StatelessRepresentation(pool_12x12), act, stack=4, epsilon=0.0,
+                      rng=np.random.default_rng(0), max_steps=50)
     assert result.steps == 50 and result.lengths == [50, 50] and result.finished == [False, False]
     assert [tuple(s.shape) for s in stacks_seen] == [(2, 4, 12, 12)] * 50
     # Reference: the same seeds, reset and stepped by hand.
@@ -337,6 +343,10 @@ class DiffMemory:
         else:
             self.last[stream] = np.array(state)
 
+    def forget(self, streams) -> None:
+        for stream in streams:
+            self.last.pop(stream, None)
+
 
 def diff_act(stacks) -> np.ndarray:
     """A 'policy' that depends on every value of every stack (so a wrong memory or stack changes the actions)."""
@@ -377,10 +387,30 @@ def test_an_interrupted_evaluation_resumes_to_the_uninterrupted_result():
         assert resumed.seconds >= snapshot["seconds"] > 0
     # without the scorer's memory the evaluation would go on differently: refused, not silently wrong
     with pytest.raises(ValueError, match="memory"):
-        evaluate(envs_of(), pool_12x12, diff_act, 4, 0.5, np.random.default_rng(7), resume=late)
+        evaluate(envs_of(), StatelessRepresentation(pool_12x12), diff_act, 4, 0.5, np.random.default_rng(7),
+                 resume=late)
+    with pytest.raises(ValueError, match="cannot restore the memory"):  # streams, but a representation keeping none
+        evaluate(envs_of(), StatelessRepresentation(pool_12x12), diff_act, 4, 0.5, np.random.default_rng(7),
+                 streams=streams, resume=late)
     with pytest.raises(ValueError, match="of 4 envs, this evaluation has 3"):
         evaluate(envs_of()[:3], DiffMemory(), diff_act, 4, 0.5, np.random.default_rng(7), streams=streams[:3],
                  resume=late)
     with pytest.raises(ValueError, match="lacks rng"):
         evaluate(envs_of(), DiffMemory(), diff_act, 4, 0.5, np.random.default_rng(7), streams=streams,
                  resume={k: v for k, v in late.items() if k != "rng"})
+
+
+def test_a_stateless_representation_is_a_representation_without_memory():
+    """The adapter calls its function on the frames alone, saves no memory and refuses to continue one."""
+    seen = []
+    rep = StatelessRepresentation(lambda frames: seen.append(frames) or frames[:, 0, 0, :])
+    assert isinstance(rep, Representation) and isinstance(DiffMemory(), Representation)
+    assert not isinstance(pool_12x12, Representation)  # a bare function lacks state, restore and forget
+    frames = np.arange(2 * 2 * 2 * 3, dtype=np.uint8).reshape(2, 2, 2, 3)
+    np.testing.assert_array_equal(rep(frames, ["a", "b"], [True, False]), frames[:, 0, 0, :])
+    assert len(seen) == 1 and seen[0] is frames
+    assert rep.state("a") is None
+    rep.restore("a", None)
+    rep.forget(["a", "b"])
+    with pytest.raises(ValueError, match="cannot restore the memory of stream 'a'"):
+        rep.restore("a", np.zeros(3))

@@ -12,18 +12,15 @@ import pytest
 
 from spirl.common.seeding import derive_seed
 from spirl.envs.atari import AtariEnv
-from spirl.envs.objects import (
-    ObjectBox,
-    box_patches,
+from spirl.envs.object_files import pack_objects, unpack_objects
+from spirl.envs.objects import ObjectBox, box_patches, grid_side
+from spirl.envs.recall import (
     frame_metrics,
-    grid_side,
-    pack_objects,
     random_hit_probability,
     random_selection_masks,
     recall_report,
     selection_mask,
     selection_masks,
-    unpack_objects,
 )
 from spirl.params import REPO_ROOT, load_params
 

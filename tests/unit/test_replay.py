@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spirl.agents.replay import IS_WEIGHT_EPS, PRIORITY_EPS, PrioritizedReplay, SumTree, importance_weights
+from spirl.agents.replay import IS_WEIGHT_EPS, PRIORITY_EPS, PrioritizedReplay, importance_weights
+from spirl.agents.sumtree import SumTree
 
 # Chi-square critical values at p = 0.001 (upper tail), by degrees of freedom.
 CHI2_CRIT_001 = {36: 67.985}

@@ -1,5 +1,5 @@
 """Measured and expected device hours: stage sums and the per-table estimate from run benchmarks; the training
-clock's exclusive parts (spirl.training.loop.Stopwatch)."""
+clock's exclusive parts (spirl.training.run.Stopwatch)."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def test_total_seconds_of_resumed_jobs():
 def test_stopwatch_parts_nest_exclusively(monkeypatch):
     """A part opened inside another (a checkpoint written during an evaluation) takes its seconds from the outer
     one: each second counts once, toward the innermost open part (hand-worked on a fake clock)."""
-    import spirl.training.loop as train
+    import spirl.training.run as train
 
     now = [0.0]
     monkeypatch.setattr(train.time, "perf_counter", lambda: now[0])

@@ -30,11 +30,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from spirl.agents.sumtree import SumTree, copy_into, last_per_index
+from spirl.params import IS_WEIGHT_NORMS, NEW_PRIORITIES  # replay.is_weight_norm, replay.new_priority
+
 # Added to |TD error| before the power, so a transition with zero error keeps a non-zero chance (PER).
 PRIORITY_EPS = 1e-6
 # Added to the stored priority p^alpha before the IS power in the batch-normalised weights (released code).
 IS_WEIGHT_EPS = 1e-5
-IS_WEIGHT_NORMS = ("batch", "buffer")
 
 
 def importance_weights(tree_values: np.ndarray, beta: float, norm: str, min_positive: float) -> np.ndarray:
@@ -60,128 +62,9 @@ def importance_weights(tree_values: np.ndarray, beta: float, norm: str, min_posi
     if norm == "buffer":
         return (values / min_positive) ** -beta
     raise ValueError(f"replay.is_weight_norm must be one of {IS_WEIGHT_NORMS}, got {norm!r}")
+
+
 _ARRAYS = ("frames", "actions", "rewards", "terminals", "priorities")  # per-slot arrays of the buffer
-
-
-def _last_per_index(indices: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Deduplicate [M] (index, value) pairs keeping each index's last value -> (indices [U] ascending, values [U])."""
-    unique, first_in_reversed = np.unique(indices[::-1], return_index=True)
-    return unique, values[::-1][first_in_reversed]
-
-
-class SumTree:
-    """Array binary tree over `capacity` float64 leaves keeping subtree sums, minima of positive leaves and maxima.
-
-    Layout: 1-based heap, root at 1, node i has children 2i, 2i+1; leaves at base..base+capacity-1 with base
-    the smallest power of two >= capacity, so leaf order is index order (padding leaves stay 0).
-    """
-
-    def __init__(self, capacity: int) -> None:
-        if capacity < 1:
-            raise ValueError(f"capacity must be >= 1, got {capacity}")
-        self._capacity = int(capacity)
-        self._base = 1 << (self._capacity - 1).bit_length()
-        self._depth = self._base.bit_length() - 1
-        self._sum = np.zeros(2 * self._base, np.float64)
-        self._min = np.full(2 * self._base, np.inf)  # min over positive leaves; inf where none
-        self._max = np.zeros(2 * self._base, np.float64)
-
-    @property
-    def capacity(self) -> int:
-        """Number of leaves."""
-        return self._capacity
-
-    def update(self, indices: np.ndarray, priorities: np.ndarray) -> None:
-        """Set leaves[indices] = priorities (the last one wins for a repeated index) and refresh their ancestors.
-
-        Args:
-            indices: [M] leaf indices in [0, capacity).
-            priorities: [M] finite values >= 0 (0 = never found).
-        """
-        idx = self._checked(indices).reshape(-1)
-        val = np.asarray(priorities, np.float64).reshape(-1)
-        if idx.shape != val.shape:
-            raise ValueError(f"indices {idx.shape} and priorities {val.shape} differ in shape")
-        if idx.size == 0:
-            return
-        if not np.all(np.isfinite(val) & (val >= 0)):
-            raise ValueError("priorities must be finite and >= 0")
-        idx, val = _last_per_index(idx, val)
-        nodes = idx + self._base
-        self._sum[nodes] = val
-        self._min[nodes] = np.where(val > 0, val, np.inf)
-        self._max[nodes] = val
-        for _ in range(self._depth):  # all leaves at one depth: a level per pass (repeated parents get equal values)
-            nodes = nodes // 2
-            left, right = 2 * nodes, 2 * nodes + 1
-            self._sum[nodes] = self._sum[left] + self._sum[right]
-            self._min[nodes] = np.minimum(self._min[left], self._min[right])
-            self._max[nodes] = np.maximum(self._max[left], self._max[right])
-
-    def total(self) -> float:
-        """Sum of all leaves."""
-        return float(self._sum[1])
-
-    @property
-    def max_priority(self) -> float:
-        """Largest leaf now in the tree (0.0 when empty)."""
-        return float(self._max[1])
-
-    @property
-    def min_positive(self) -> float:
-        """Smallest positive leaf now in the tree (inf when none)."""
-        return float(self._min[1])
-
-    def get(self, indices: np.ndarray) -> np.ndarray:
-        """Leaf values: indices [...] in [0, capacity) -> [...] float64."""
-        return self._sum[self._checked(indices) + self._base]
-
-    def _checked(self, indices: np.ndarray) -> np.ndarray:
-        """Indices as int64, raising IndexError outside [0, capacity)."""
-        idx = np.asarray(indices, np.int64)
-        if idx.size and (idx.min() < 0 or idx.max() >= self._capacity):
-            raise IndexError(f"leaf index out of [0, {self._capacity})")
-        return idx
-
-    def find(self, values: np.ndarray) -> np.ndarray:
-        """Prefix-sum search: leaf i with S_i <= v < S_{i+1}, S_i = sum of leaves before i.
-
-        A value on a boundary goes to the leaf that starts there; zero leaves are never returned (a value at or
-        past the total, or pushed there by rounding, gives the last positive leaf; a negative one the first).
-
-        Args:
-            values: [...] float values in [0, total()).
-        Returns:
-            [...] int64 leaf indices, each with a positive leaf.
-        """
-        if not self._sum[1] > 0:
-            raise ValueError("find on a tree whose total is 0")
-        v = np.maximum(np.asarray(values, np.float64), 0.0)
-        node = np.ones(v.shape, np.int64)
-        for _ in range(self._depth):
-            left = 2 * node
-            left_sum = self._sum[left]
-            go_right = (v >= left_sum) & (self._sum[left + 1] > 0)
-            v = np.where(go_right, v - left_sum, v)
-            node = np.where(go_right, left + 1, left)
-        return node - self._base
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        """Copies of the node arrays: sum, min, max, each [2 * base] float64."""
-        return {name: getattr(self, f"_{name}").copy() for name in ("sum", "min", "max")}
-
-    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        """Restore the node arrays written by `state_dict` (same capacity)."""
-        for name in ("sum", "min", "max"):
-            _copy_into(getattr(self, f"_{name}"), state[name], name)
-
-
-def _copy_into(target: np.ndarray, source: np.ndarray, name: str) -> None:
-    """Copy the saved array `source` into the live `target` in place, after checking shape and dtype."""
-    source = np.asarray(source)
-    if source.shape != target.shape or source.dtype != target.dtype:
-        raise ValueError(f"{name}: saved {source.shape} {source.dtype}, buffer has {target.shape} {target.dtype}")
-    np.copyto(target, source)
 
 
 class PrioritizedReplay:
@@ -218,8 +101,8 @@ class PrioritizedReplay:
             raise ValueError(f"need stack >= 1, n_step >= 1, capacity > stack + n_step: {capacity}, {stack}, {n_step}")
         if not 0.0 <= gamma <= 1.0 or alpha < 0.0:
             raise ValueError(f"need gamma in [0, 1] and alpha >= 0, got {gamma}, {alpha}")
-        if new_priority not in ("max", "one"):
-            raise ValueError(f"new_priority must be 'max' or 'one', got {new_priority!r}")
+        if new_priority not in NEW_PRIORITIES:
+            raise ValueError(f"new_priority must be one of {NEW_PRIORITIES}, got {new_priority!r}")
         if is_weight_norm not in IS_WEIGHT_NORMS:
             raise ValueError(f"is_weight_norm must be one of {IS_WEIGHT_NORMS}, got {is_weight_norm!r}")
         self._is_weight_norm = is_weight_norm
@@ -401,7 +284,7 @@ class PrioritizedReplay:
             return
         if idx.min() < 0 or idx.max() >= len(self) or not np.all(np.isfinite(values)):
             raise ValueError("indices must be stored slots and priorities finite")
-        idx, values = _last_per_index(idx, values)
+        idx, values = last_per_index(idx, values)
         self._priorities[idx] = values
         self._max_priority = max(self._max_priority, float(values.max()))
         self._refresh(self._count - 1 - (self._count - 1 - idx) % self._capacity)
@@ -437,7 +320,7 @@ class PrioritizedReplay:
             rows = source.shape[0] if source.ndim else -1
             if not filled <= rows <= self._capacity:
                 raise ValueError(f"{name}: saved {rows} rows, the buffer's count needs {filled} to {self._capacity}")
-            _copy_into(target[:rows], source, name)
+            copy_into(target[:rows], source, name)
             if rows < self._capacity and target[rows:].any():  # a used buffer restored: clear what was not saved
                 target[rows:] = 0
         self._count = int(state["count"])

@@ -1,9 +1,11 @@
-"""The maximal ratio mr (SPEC §6, paper B.5): uncapped dynamic K per frame, its summary, and the candidates of
-the rule's two ambiguities (SPEC §12 #4 error space, #5 the slope's xscale) from the same error maps."""
+"""The maximal ratio mr (SPEC §6, paper B.5): uncapped dynamic K per frame, the histogram of K/N and mr* (integer
+arithmetic on exact ratios, as `spirl.saliency.selection.k_max_from_ratio`), the summary, and the candidates of the
+rule's two ambiguities (SPEC §12 #4 error space, #5 the slope's xscale) from the same error maps."""
 
 from __future__ import annotations
 
 import dataclasses
+from fractions import Fraction
 
 import numpy as np
 import torch
@@ -12,10 +14,83 @@ from spirl.params import Params
 from spirl.saliency.error_maps import ErrorMapSettings, error_map, frames_to_tensor, in_space
 from spirl.saliency.incremental import sequence_error_maps
 from spirl.saliency.mae import MaskedAutoencoder, patchify
-from spirl.saliency.selection import dynamic_k_batched, k_max_from_ratio, k_ratio_histogram, mr_star
+from spirl.saliency.selection import as_fraction, dynamic_k_batched, k_max_from_ratio
 
 CANDIDATE_KEYS = ("mr_star", "coverage_at_mr_star", "k_mean", "k_median", "k_min_seen", "k_max_seen",
                   "coverage_at_paper_adopted")
+
+
+def _check_ks(ks: np.ndarray, num_patches: int) -> np.ndarray:
+    """Per-frame K values as a validated int64 vector with 1 <= K <= N (ValueError otherwise)."""
+    k = np.asarray(ks)
+    if k.ndim != 1 or k.shape[0] == 0 or not np.issubdtype(k.dtype, np.integer):
+        raise ValueError(f"ks must be a non-empty 1-D integer array, got shape {k.shape} dtype {k.dtype}")
+    k = k.astype(np.int64)
+    if k.min() < 1 or k.max() > num_patches:
+        raise ValueError(f"ks must lie in [1, N={num_patches}], got range [{k.min()}, {k.max()}]")
+    return k
+
+
+def _grid_bins(step: float) -> tuple[Fraction, int]:
+    """Read a grid/bin width as an exact fraction w with 1/w an integer; return (w, 1/w)."""
+    w = as_fraction(step, "bin width")
+    if w <= 0 or w > 1 or w.numerator != 1:
+        raise ValueError(f"bin width must be 1/m for an integer m >= 1 (e.g. 0.05), got {step!r}")
+    return w, w.denominator
+
+
+def k_ratio_histogram(
+    ks: np.ndarray, num_patches: int, bin_width: float = 0.05
+) -> tuple[np.ndarray, np.ndarray]:
+    """Histogram of K/N in right-closed bins (0, w], (w, 2w], ..., (1 - w, 1] (SPEC §6, Fig. 8).
+
+    Bin j holds j*w < K/N <= (j+1)*w, computed with integers: j = ceil(K / (N w)) - 1. An exact boundary
+    falls in the lower bin: K/N = 0.10 is in (5%, 10%] (j = 1 for w = 0.05).
+
+    Args:
+        ks: [F] int per-frame K (uncapped dynamic-K), 1 <= K <= N.
+        num_patches: N.
+        bin_width: w, with 1/w an integer (0.05 -> 20 bins).
+    Returns:
+        bin_edges [1/w + 1] float64 (0, w, ..., 1); counts [1/w] int64 summing to F.
+    """
+    k = _check_ks(ks, num_patches)
+    _, n_bins = _grid_bins(bin_width)
+    j = -((-k * n_bins) // num_patches) - 1  # ceil(K m / N) - 1 with m = 1/w bins, integer-exact
+    counts = np.bincount(j, minlength=n_bins).astype(np.int64)
+    edges = np.arange(n_bins + 1, dtype=np.float64) / n_bins
+    return edges, counts
+
+
+def mr_star(
+    ks: np.ndarray, num_patches: int, grid_step: float = 0.05, coverage: float = 0.999
+) -> tuple[float, float]:
+    """Estimate mr*: the smallest grid ratio under which MORE than `coverage` of frames keep all K (SPEC §6).
+
+    Candidates r = w, 2w, ..., 1 - w (5%..95%); frame f is covered at r when K_f <= k_max_from_ratio(N, r).
+    The strict "more than" is integer-exact: covered * den(coverage) > num(coverage) * F. If no candidate
+    qualifies, returns (1.0, 1.0): mr = 100% (no cap) covers every frame since K <= N.
+
+    Args:
+        ks: [F] int per-frame K from uncapped dynamic-K, 1 <= K <= N.
+        num_patches: N.
+        grid_step: w, with 1/w an integer.
+        coverage: required fraction in [0, 1) (0.999 = the paper's 99.9%).
+    Returns:
+        (mr*, fraction of frames covered at mr*), both floats.
+    """
+    k = _check_ks(ks, num_patches)
+    w, n_bins = _grid_bins(grid_step)
+    if not 0.0 <= coverage < 1.0:
+        raise ValueError(f"coverage must be in [0, 1), got {coverage!r}")
+    cov = as_fraction(coverage, "coverage")
+    frames = k.shape[0]
+    for j in range(1, n_bins):
+        ratio = float(j * w)
+        covered = int(np.count_nonzero(k <= k_max_from_ratio(num_patches, ratio)))
+        if covered * cov.denominator > cov.numerator * frames:
+            return ratio, covered / frames
+    return 1.0, 1.0
 
 
 def episode_starts(episodes: np.ndarray) -> np.ndarray:

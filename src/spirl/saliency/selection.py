@@ -1,4 +1,5 @@
-"""Salient-patch selection: dynamic-K (SPEC §5), fixed-K, MAE-All, and the mr estimate (SPEC §6).
+"""Salient-patch selection: dynamic-K (SPEC §5), fixed-K, MAE-All; K_max from a ratio (SPEC §6) and the cumulative
+error curve (Fig. 3). The mr* estimate from the per-frame K of many frames is `spirl.saliency.mr`.
 
 Conventions shared by every function here:
 
@@ -35,7 +36,7 @@ Method = Literal["dynamic", "fixed", "all"]
 _RATIO_MAX_DENOMINATOR = 10_000
 
 
-def _as_fraction(value: float, name: str) -> Fraction:
+def as_fraction(value: float, name: str) -> Fraction:
     """Read a float ratio as an exact fraction (nearest with denominator <= 10^4).
 
     Args:
@@ -54,14 +55,14 @@ def k_max_from_ratio(num_patches: int, ratio: float) -> int:
 
     Args:
         num_patches: N.
-        ratio: mr in (0, 1], read exactly by `_as_fraction` (144 * 0.35 -> 50, not 144 * 0.35 = 50.4 -> 50
+        ratio: mr in (0, 1], read exactly by `as_fraction` (144 * 0.35 -> 50, not 144 * 0.35 = 50.4 -> 50
             by luck; 144 * 0.3 -> 43, 0.2 -> 28, 0.5 -> 72).
     Returns:
         floor(N * mr), an int in [0, N] (0 only for mr < 1/N; `dynamic_k` rejects K_max < 2).
     """
     if not 0.0 < ratio <= 1.0:
         raise ValueError(f"ratio must be in (0, 1], got {ratio!r}")
-    frac = _as_fraction(ratio, "ratio")
+    frac = as_fraction(ratio, "ratio")
     return (num_patches * frac.numerator) // frac.denominator
 
 
@@ -330,76 +331,3 @@ def cumulative_error_curve(errors: np.ndarray | torch.Tensor) -> np.ndarray:
     if c[-1] == 0.0:
         return np.arange(1, n + 1, dtype=np.float64) / n
     return c / c[-1]
-
-
-def _check_ks(ks: np.ndarray, num_patches: int) -> np.ndarray:
-    """Per-frame K values as a validated int64 vector with 1 <= K <= N (ValueError otherwise)."""
-    k = np.asarray(ks)
-    if k.ndim != 1 or k.shape[0] == 0 or not np.issubdtype(k.dtype, np.integer):
-        raise ValueError(f"ks must be a non-empty 1-D integer array, got shape {k.shape} dtype {k.dtype}")
-    k = k.astype(np.int64)
-    if k.min() < 1 or k.max() > num_patches:
-        raise ValueError(f"ks must lie in [1, N={num_patches}], got range [{k.min()}, {k.max()}]")
-    return k
-
-
-def _grid_bins(step: float) -> tuple[Fraction, int]:
-    """Read a grid/bin width as an exact fraction w with 1/w an integer; return (w, 1/w)."""
-    w = _as_fraction(step, "bin width")
-    if w <= 0 or w > 1 or w.numerator != 1:
-        raise ValueError(f"bin width must be 1/m for an integer m >= 1 (e.g. 0.05), got {step!r}")
-    return w, w.denominator
-
-
-def k_ratio_histogram(
-    ks: np.ndarray, num_patches: int, bin_width: float = 0.05
-) -> tuple[np.ndarray, np.ndarray]:
-    """Histogram of K/N in right-closed bins (0, w], (w, 2w], ..., (1 - w, 1] (SPEC §6, Fig. 8).
-
-    Bin j holds j*w < K/N <= (j+1)*w, computed with integers: j = ceil(K / (N w)) - 1. An exact boundary
-    falls in the lower bin: K/N = 0.10 is in (5%, 10%] (j = 1 for w = 0.05).
-
-    Args:
-        ks: [F] int per-frame K (uncapped dynamic-K), 1 <= K <= N.
-        num_patches: N.
-        bin_width: w, with 1/w an integer (0.05 -> 20 bins).
-    Returns:
-        bin_edges [1/w + 1] float64 (0, w, ..., 1); counts [1/w] int64 summing to F.
-    """
-    k = _check_ks(ks, num_patches)
-    _, n_bins = _grid_bins(bin_width)
-    j = -((-k * n_bins) // num_patches) - 1  # ceil(K m / N) - 1 with m = 1/w bins, integer-exact
-    counts = np.bincount(j, minlength=n_bins).astype(np.int64)
-    edges = np.arange(n_bins + 1, dtype=np.float64) / n_bins
-    return edges, counts
-
-
-def mr_star(
-    ks: np.ndarray, num_patches: int, grid_step: float = 0.05, coverage: float = 0.999
-) -> tuple[float, float]:
-    """Estimate mr*: the smallest grid ratio under which MORE than `coverage` of frames keep all K (SPEC §6).
-
-    Candidates r = w, 2w, ..., 1 - w (5%..95%); frame f is covered at r when K_f <= k_max_from_ratio(N, r).
-    The strict "more than" is integer-exact: covered * den(coverage) > num(coverage) * F. If no candidate
-    qualifies, returns (1.0, 1.0): mr = 100% (no cap) covers every frame since K <= N.
-
-    Args:
-        ks: [F] int per-frame K from uncapped dynamic-K, 1 <= K <= N.
-        num_patches: N.
-        grid_step: w, with 1/w an integer.
-        coverage: required fraction in [0, 1) (0.999 = the paper's 99.9%).
-    Returns:
-        (mr*, fraction of frames covered at mr*), both floats.
-    """
-    k = _check_ks(ks, num_patches)
-    w, n_bins = _grid_bins(grid_step)
-    if not 0.0 <= coverage < 1.0:
-        raise ValueError(f"coverage must be in [0, 1), got {coverage!r}")
-    cov = _as_fraction(coverage, "coverage")
-    frames = k.shape[0]
-    for j in range(1, n_bins):
-        ratio = float(j * w)
-        covered = int(np.count_nonzero(k <= k_max_from_ratio(num_patches, ratio)))
-        if covered * cov.denominator > cov.numerator * frames:
-            return ratio, covered / frames
-    return 1.0, 1.0

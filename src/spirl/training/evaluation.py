@@ -34,8 +34,8 @@ import torch
 from spirl.common.seeding import derive_seed
 from spirl.envs.atari import AtariEnv, make_env
 from spirl.params import AtariParams
+from spirl.training.representation import Representation, Reps, checked_representation
 
-Reps = np.ndarray | torch.Tensor
 EVAL_STATE_KEYS = ("n_envs", "steps", "returns", "lengths", "finished", "running", "stacks", "rng", "envs", "memory",
                    "seconds")
 
@@ -256,7 +256,7 @@ def _step_running(envs: Sequence[EnvLike], running: np.ndarray, actions: np.ndar
     return done
 
 
-def evaluate(envs: Sequence[EnvLike], represent: Callable[..., Any], act: Callable[[Any], np.ndarray],
+def evaluate(envs: Sequence[EnvLike], represent: Representation, act: Callable[[Any], np.ndarray],
              stack: int, epsilon: float, rng: np.random.Generator, max_steps: int | None = None,
              on_step: Callable[[int], None] | None = None, streams: Sequence[Hashable] | None = None,
              save: Callable[[dict], None] | None = None, save_every_s: float = 600.0, resume: dict | None = None
@@ -265,7 +265,8 @@ def evaluate(envs: Sequence[EnvLike], represent: Callable[..., Any], act: Callab
 
     Args:
         envs: [n_envs] envs with equal n_actions; each is reset here (unless resuming).
-        represent: frames [B, H, W, 3] uint8 -> representations [B, *rep_shape] (numpy or torch).
+        represent: frames [B, H, W, 3] uint8 -> representations [B, *rep_shape] (numpy or torch); a
+            `Representation` (a function of the frames alone: wrapped in `StatelessRepresentation`).
         act: stacks [B, stack, *rep_shape] (the library of `represent`) -> greedy actions [B] int.
         stack: representations per stack (4).
         epsilon: probability of a uniform random action (0.001).
@@ -276,7 +277,7 @@ def evaluate(envs: Sequence[EnvLike], represent: Callable[..., Any], act: Callab
             the running envs, episode-start flags) (saliency.incremental: the first frame of each env is computed in
             full, later ones only where they changed).
         save: optional callback given a snapshot of the evaluation (a dict of `EVAL_STATE_KEYS`; envs need
-            get_state, and with `streams` a `represent` that has state(stream) carries its memory too), after the
+            get_state, and with `streams` it carries represent.state(stream) of each running env), after the
             iteration at which `save_every_s` wall seconds have passed since the last one (0: every iteration).
         save_every_s: wall seconds between snapshots, >= 0.
         resume: a snapshot from `save`: continue that evaluation (envs built with the same seeds, not reset; the
@@ -286,6 +287,7 @@ def evaluate(envs: Sequence[EnvLike], represent: Callable[..., Any], act: Callab
         EvalResult with per-env raw returns, lengths and finished flags, in env order.
     """
     n_actions = _check_args(envs, stack, epsilon, max_steps)
+    represent = checked_representation(represent)
     if save_every_s < 0:
         raise ValueError(f"save_every_s must be >= 0, got {save_every_s}")
     start = time.perf_counter()
@@ -324,22 +326,22 @@ def evaluate(envs: Sequence[EnvLike], represent: Callable[..., Any], act: Callab
                       steps=steps, seconds=prior_s + time.perf_counter() - start)
 
 
-def _memory(represent: Any, streams: Sequence[Hashable] | None, running: np.ndarray) -> list[Any] | None:
-    """The scorer's memory of each running env's stream (None without streams or a stateless `represent`)."""
-    state = getattr(represent, "state", None)
-    if streams is None or state is None:
+def _memory(represent: Representation, streams: Sequence[Hashable] | None, running: np.ndarray) -> list[Any] | None:
+    """The representation's memory of each running env's stream, [B] in running order (None without streams)."""
+    if streams is None:
         return None
-    return [state(streams[i]) for i in running.tolist()]
+    return [represent.state(streams[i]) for i in running.tolist()]
 
 
-def _restore(snapshot: dict, envs: Sequence[EnvLike], represent: Any, rng: np.random.Generator,
+def _restore(snapshot: dict, envs: Sequence[EnvLike], represent: Representation, rng: np.random.Generator,
              streams: Sequence[Hashable] | None) -> tuple:
     """Put the envs, the Generator and the scorer's memory back as `snapshot` (from `evaluate`'s save) had them.
 
     Returns:
         (returns, lengths, finished, running, stacks, steps, seconds before this process) of the evaluation.
     Raises:
-        ValueError: the snapshot lacks a key or is of an evaluation with another number of envs.
+        ValueError: the snapshot lacks a key, is of an evaluation with another number of envs, or carries a memory
+            that this evaluation cannot continue (no streams, or a representation that keeps none).
     """
     missing = [key for key in EVAL_STATE_KEYS if key not in snapshot]
     if missing:
@@ -350,12 +352,10 @@ def _restore(snapshot: dict, envs: Sequence[EnvLike], represent: Any, rng: np.ra
     for i, state in zip(running.tolist(), snapshot["envs"], strict=True):
         envs[i].set_state(state)
     if snapshot["memory"] is not None:
-        restore = getattr(represent, "restore", None)
-        if restore is None or streams is None:
-            raise ValueError("evaluation snapshot carries a scorer's memory, but this evaluation has no streams "
-                             "or its represent cannot restore them")
+        if streams is None:
+            raise ValueError("evaluation snapshot carries a scorer's memory, but this evaluation has no streams")
         for i, memory in zip(running.tolist(), snapshot["memory"], strict=True):
-            restore(streams[i], memory)
+            represent.restore(streams[i], memory)
     rng.bit_generator.state = snapshot["rng"]
     return (np.array(snapshot["returns"], dtype=np.float64), np.array(snapshot["lengths"], dtype=np.int64),
             np.array(snapshot["finished"], dtype=bool), running, snapshot["stacks"], int(snapshot["steps"]),
