@@ -10,8 +10,7 @@ import pytest
 from spirl.workflow import imports as I
 from spirl.workflow.stages import STAGES
 
-# The layers, lowest first (docs/architecture.md). A module may import from its own layer and the ones below it.
-LAYERS = ("params", "common", "envs", "saliency", "agents", "training", "reporting", "workflow")
+LAYERS = I.LAYERS  # most basic first; a module may import from its own layer and the ones before it
 MAX_LINES = 400
 PACKAGE = I.SRC / "spirl"
 

@@ -8,9 +8,18 @@ from spirl.workflow import diagram
 from spirl.workflow.stages import STAGES
 
 
-def test_the_committed_diagram_is_current():
+def test_the_committed_diagram_and_module_index_are_current():
     text = diagram.DOC.read_text()
-    assert diagram.with_diagram(text) == text, "stale: run `python src/spirl/workflow/diagram.py --write`"
+    assert diagram.with_generated(text) == text, "stale: run `python src/spirl/workflow/diagram.py --write`"
+
+
+def test_the_module_index_names_every_module_with_its_first_sentence():
+    index = diagram.module_index()
+    assert "  - `registry`: The saliency scorers of SPEC §13, declared once: " in index
+    assert "  - `wu/model`: " in index and "- **`workflow`**" in index
+    modules = [p for p in (diagram.ROOT / "src" / "spirl").rglob("*.py") if p.parent.name != "spirl"]
+    layer_inits = [p for p in modules if p.name == "__init__.py" and p.parent.parent.name == "spirl"]
+    assert index.count("\n  - `") == len(modules) - len(layer_inits)
 
 
 def test_every_stage_is_a_node_and_every_input_an_edge():
@@ -30,4 +39,4 @@ def test_the_training_edges_are_the_files_it_reads():
 
 def test_a_document_without_the_markers_is_refused():
     with pytest.raises(ValueError, match="diagram:start"):
-        diagram.with_diagram("# no block here\n")
+        diagram.with_generated("# no block here\n")

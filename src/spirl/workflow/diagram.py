@@ -1,4 +1,5 @@
-"""The stages' data flow as a Mermaid flowchart, generated from the stage definitions (docs/architecture.md).
+"""docs/architecture.md's generated parts: the stages' data flow as a Mermaid flowchart (from the stage
+definitions) and the module index (each module's first docstring sentence, layer by layer).
 
 An edge A --> B means a stage B reads a file that stage A writes (equal path templates); the label names B's input.
 Inputs nobody in the plan writes (the paper's reference scores, committed benchmark results) are drawn as files.
@@ -6,7 +7,10 @@ Inputs nobody in the plan writes (the paper's reference scores, committed benchm
 
 from __future__ import annotations
 
-from spirl.workflow.imports import ROOT, direct_imports
+import ast
+import re
+
+from spirl.workflow.imports import LAYERS, ROOT, direct_imports
 from spirl.workflow.stages import STAGES, Stage
 
 WORK_LAYERS = ("envs", "saliency", "agents", "training", "reporting")  # the layers whose code does a stage's work
@@ -55,23 +59,50 @@ def mermaid() -> str:
     return "\n".join(lines) + "\n"
 
 
-START, END = "<!-- diagram:start -->", "<!-- diagram:end -->"
+def first_sentence(path) -> str:
+    """The first sentence of a module's docstring (up to the first '. ' or the end of its first paragraph)."""
+    doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+    paragraph = " ".join(doc.split("\n\n", 1)[0].split())
+    ends = [m.end() for m in re.finditer(r"[.?!](?= [A-Z(])", paragraph)
+            if not re.search(r"(\b(Fig|Tab|al|vs|e\.g|i\.e|cf)|\b[A-Z])\.$", paragraph[:m.end()])]
+    sentence = paragraph[:ends[0]] if ends else paragraph
+    return sentence if sentence.endswith((".", "?", "!")) else sentence + "."
+
+
+def module_index() -> str:
+    """A Markdown list per layer: each module of src/spirl (sub-packages' modules included) and what it is."""
+    package = ROOT / "src" / "spirl"
+    lines = []
+    for layer in (package / name for name in LAYERS):
+        lines.append(f"- **`{layer.name}`**")
+        for path in sorted(layer.rglob("*.py")):
+            if path.name == "__init__.py" and path.parent == layer:
+                continue
+            name = path.relative_to(layer).with_suffix("").as_posix().replace("/__init__", "")
+            lines.append(f"  - `{name}`: {first_sentence(path)}")
+    return "\n".join(lines) + "\n"
+
+
 DOC = ROOT / "docs" / "architecture.md"
+BLOCKS = {"diagram": lambda: f"```mermaid\n{mermaid()}```\n", "modules": module_index}
 
 
-def with_diagram(text: str) -> str:
-    """A document's text with the block between START and END replaced by the current flowchart."""
-    head, sep, rest = text.partition(START)
-    _, sep2, tail = rest.partition(END)
-    if not (sep and sep2):
-        raise ValueError(f"the document has no {START} ... {END} block")
-    return f"{head}{START}\n```mermaid\n{mermaid()}```\n{END}{tail}"
+def with_generated(text: str) -> str:
+    """A document's text with each `<!-- NAME:start -->` ... `<!-- NAME:end -->` block made anew."""
+    for name, make in BLOCKS.items():
+        start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+        head, sep, rest = text.partition(start)
+        _, sep2, tail = rest.partition(end)
+        if not (sep and sep2):
+            raise ValueError(f"the document has no {start} ... {end} block")
+        text = f"{head}{start}\n{make()}{end}{tail}"
+    return text
 
 
 if __name__ == "__main__":  # python src/spirl/workflow/diagram.py [--write]: print it, or update docs/architecture.md
     import sys
 
     if sys.argv[1:] == ["--write"]:
-        DOC.write_text(with_diagram(DOC.read_text()))
+        DOC.write_text(with_generated(DOC.read_text()))
     else:
         print(mermaid(), end="")

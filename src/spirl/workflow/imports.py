@@ -12,6 +12,9 @@ import functools
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2]  # src/
+# The package's layers, most basic first (docs/architecture.md): a module imports only from its own layer and lower
+# ones (tests/unit/test_architecture.py).
+LAYERS = ("params", "common", "envs", "saliency", "agents", "training", "reporting", "workflow")
 ROOT = SRC.parent
 
 
