@@ -64,7 +64,7 @@ def first_sentence(path) -> str:
     doc = ast.get_docstring(ast.parse(path.read_text())) or ""
     paragraph = " ".join(doc.split("\n\n", 1)[0].split())
     ends = [m.end() for m in re.finditer(r"[.?!](?= [A-Z(])", paragraph)
-            if not re.search(r"(\b(Fig|Tab|al|vs|e\.g|i\.e|cf)|\b[A-Z])\.$", paragraph[:m.end()])]
+            if not re.search(r"(\b(Fig|Tab|al|vs|e\.g|i\.e|cf)|\b[A-Za-z])\.$", paragraph[:m.end()])]
     sentence = paragraph[:ends[0]] if ends else paragraph
     return sentence if sentence.endswith((".", "?", "!")) else sentence + "."
 
