@@ -2,6 +2,7 @@
 
 python src/sync_dvc_yaml.py            # regenerate dvc.yaml and pipelines/<profile>/dvc.yaml
 python src/sync_dvc_yaml.py --check    # exit 1 if a committed file differs from the plan
+python src/sync_dvc_yaml.py --profile smoke   # only the named profiles' files
 """
 
 from __future__ import annotations
@@ -33,10 +34,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only compare; exit 1 if stale")
     parser.add_argument("--root", type=Path, default=Path("."))
+    parser.add_argument("--profile", action="append", help="only this profile (repeatable; default: all in conf/)")
     args = parser.parse_args()
+    profiles = [overlay.stem for overlay in sorted((args.root / "conf").glob("*.yaml"))]
+    unknown = sorted(set(args.profile or ()) - set(profiles))
+    if unknown:
+        parser.error(f"unknown profile(s) {unknown}; conf/ has {profiles}")
     stale = []
-    for overlay in sorted((args.root / "conf").glob("*.yaml")):
-        profile = overlay.stem
+    for profile in args.profile or profiles:
         target = args.root / dvc_file(profile)
         text = render(profile, args.root)
         if target.is_file() and target.read_text() == text:

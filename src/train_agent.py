@@ -25,6 +25,7 @@ from spirl.common.runtime import setup_torch
 from spirl.params import ConfigError, load_params, resolve_variant, to_plain
 from spirl.saliency.pretrain import load_model
 from spirl.training.loop import run_training
+from spirl.training.metrics import final_metric
 from spirl.training.run import RunKey, TrainingRun
 
 OUTPUTS = ("eval", "progress", "run", "weights")
@@ -72,17 +73,6 @@ def total_time(run: TrainingRun, resumed: bool, wall_s: float, timing: dict[str,
             "cpu_time_total_s": None if cpu is None else cpu / group_size}
 
 
-def final_score(points: list[dict], metric: str) -> float:
-    """SPEC §10's final metric of the finished run, eval.json's `score`: the number `dvc metrics show` lists (DVC
-    shows a JSON's scalars, not the points' lists). The same as spirl.reporting.scores.final_metric (runs.csv's score;
-    tests/integration/test_smoke_dag.py compares them), not imported: training jobs do not depend on reporting code."""
-    if metric == "final_mean":
-        return float(np.mean(points[-1]["returns"]))
-    if metric == "best_median":
-        return float(max(np.median(p["returns"]) for p in points))
-    raise ConfigError(f"unknown metric {metric!r}; allowed: final_mean, best_median")
-
-
 def main() -> None:
     args = parse_args()
     log = setup_logging("train_agent", args.log)
@@ -122,7 +112,7 @@ def main() -> None:
         write_csv(run.state.progress or [{"env_step": run.state.env_step, "episode": 0}], args.out_progress[i])
         write_json(args.out_eval[i], {"variant": args.variant, "regime": args.regime, "game": args.game,
                                       "seed": key.seed, "metric": run.regime.metric, "points": run.state.evals,
-                                      "score": final_score(run.state.evals, run.regime.metric)})
+                                      "score": final_metric(run.state.evals, run.regime.metric)})
         write_json(args.out_run[i], run_record(  # wall_time_s: this seed's share of the job (the job's is under job)
             stage="train_agent", params=to_plain(params), wildcards={**vars(key), "profile": params.experiment.profile},
             seeds={name: key.stream(name) for name in ("env", "actions", "init", "noise", "replay")},

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 LONGEST_FIRST = (
-    "integration/test_smoke_dag.py",  # ~415 s: the whole DAG with Snakemake and with DVC
+    "integration/test_smoke_dag.py",  # ~280 s: the whole DAG with Snakemake and with DVC (480 s before its copy held
+    #                                   the smoke profile's dvc.yaml alone and DVC parsed YAML with ruamel's C loader)
     "integration/test_slurm.py",  # ~190 s: a one-node SLURM cluster
     "integration/test_learning.py",  # ~145 s: two agents learn a cue task in-process
     "integration/test_train.py",  # ~120 s: training runs as subprocesses

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 import re
 import shutil
@@ -15,7 +17,7 @@ import yaml
 from spirl.params import REPO_ROOT as ROOT
 from spirl.params import load_params
 from spirl.workflow.dvc import dvc_file
-from spirl.workflow.plan import STAGES, param_files, table_runs
+from spirl.workflow.plan import STAGES, TRAIN, fill, jobs, param_files, table_runs
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PYTHONHASHSEED": "0"}
@@ -27,7 +29,13 @@ def _run(args: list[str], cwd: Path = ROOT) -> subprocess.CompletedProcess:
 
 
 def snakemake_plan(profile: str, cwd: Path = ROOT, targets: tuple[str, ...] = ()) -> dict[frozenset, dict]:
-    """Jobs of `snakemake -n -p --forceall [targets]` keyed by their output set: rule, inputs, command."""
+    """Jobs of `snakemake -n -p --forceall [targets]` keyed by their output set: rule, inputs, command (a copy:
+    each plan is asked of Snakemake once per module, the paper profile's taking seconds)."""
+    return copy.deepcopy(_snakemake_plan(profile, cwd, targets))
+
+
+@functools.cache
+def _snakemake_plan(profile: str, cwd: Path, targets: tuple[str, ...]) -> dict[frozenset, dict]:
     args = [str(BIN / "snakemake"), *targets, "-n", "-p", "--forceall", "-c1"]
     if profile != "full":
         args += ["--configfile", f"conf/{profile}.yaml"]
@@ -47,21 +55,31 @@ def snakemake_plan(profile: str, cwd: Path = ROOT, targets: tuple[str, ...] = ()
 
 
 def dvc_plan(profile: str, root: Path = ROOT) -> dict[frozenset, dict]:
-    """Stages of the profile's DVC file keyed by their output set: name, deps, params, command."""
+    """Stages of the profile's DVC file keyed by their output set: name, deps, params, command, and the outputs
+    DVC shows (metrics: paths; plots: path -> x, y), and which outputs are cached."""
+    target = str((root / dvc_file(profile)).resolve())
+    return {outputs: stage for outputs, (path, stage) in _dvc_stages(root).items() if path == target}
+
+
+@functools.cache
+def _dvc_stages(root: Path) -> dict[frozenset, tuple[str, dict]]:
+    """Every stage of every DVC file under root (one load of DVC's index), with the file it is in."""
     from dvc.dependency.param import ParamsDependency
     from dvc.repo import Repo
 
-    target = root / dvc_file(profile)
-    stages: dict[frozenset, dict] = {}
+    stages: dict[frozenset, tuple[str, dict]] = {}
+    rel = lambda p: os.path.relpath(p, root)  # noqa: E731
     with Repo(str(root)) as repo:
         for stage in repo.index.stages:
-            if Path(stage.dvcfile.path).resolve() != target.resolve():
-                continue
-            rel = lambda p: os.path.relpath(p, root)  # noqa: E731
             deps = {rel(d.fs_path) for d in stage.deps if not isinstance(d, ParamsDependency)}
             params = {rel(d.fs_path): set(d.params) for d in stage.deps if isinstance(d, ParamsDependency)}
             outputs = frozenset(rel(o.fs_path) for o in stage.outs)
-            stages[outputs] = {"name": stage.name, "deps": deps, "params": params, "cmd": stage.cmd}
+            stages[outputs] = (str(Path(stage.dvcfile.path).resolve()), {
+                "name": stage.name, "deps": deps, "params": params, "cmd": stage.cmd,
+                "metrics": {rel(o.fs_path) for o in stage.outs if o.metric},
+                "plots": {rel(o.fs_path): {k: o.plot.get(k) for k in ("x", "y")} if isinstance(o.plot, dict) else {}
+                          for o in stage.outs if o.plot},
+                "uncached": {rel(o.fs_path) for o in stage.outs if not o.use_cache}})
     return stages
 
 
@@ -88,6 +106,32 @@ def test_snakemake_and_dvc_plan_the_same_jobs(profile):
         assert set(rule_stage.code) <= stage["deps"]
         wildcards = {w: re.search(rf"--{w} (\S+)", job["cmd"]).group(1) for w in rule_stage.wildcards}
         assert stage["params"]["params.yaml"] == {s.format(**wildcards) for s in rule_stage.sections}
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_dvc_shows_each_runs_score_and_curve(profile):
+    """In DVC's own loading of the profile's file: every training run's eval.json is a metrics file and its
+    progress.csv a plot (x env_step, y return_raw), each table's CSV and pre-training loss a plot; all of them
+    cached (pushed and pulled like the other outputs); only the evidence profile's reports/ are left uncached."""
+    params = load_params([ROOT / f for f in param_files(profile)])
+    planned = [j for j in jobs(params) if profile == "full" or not j.stage.published]
+    dvc = dvc_plan(profile)
+    metrics = {p for s in dvc.values() for p in s["metrics"]}
+    plots = {p: xy for s in dvc.values() for p, xy in s["plots"].items()}
+    train = [wc for j in planned if j.stage is TRAIN for wc in j.seed_wildcards]
+    assert metrics == {fill(TRAIN.outputs["eval"], profile, wc) for wc in train}
+    assert len(metrics) == len(train) > 0
+    expected = {fill(TRAIN.outputs["progress"], profile, wc): {"x": "env_step", "y": "return_raw"} for wc in train}
+    for job in planned:
+        if job.stage.name == "table":
+            expected[job.outputs["csv"]] = {"x": "paper_mean", "y": "mean"}
+        if job.stage.name in ("pretrain_mae", "pretrain_wu"):
+            expected[job.outputs["loss-csv"]] = {"x": "epoch", "y": "loss"}
+    assert plots == expected
+    uncached = {p for s in dvc.values() for p in s["uncached"]}
+    assert uncached == ({p for j in planned for p in j.outputs.values() if p.startswith("reports/desk/")}
+                        if profile == "desk" else set())
+    assert not uncached & (metrics | set(plots))
 
 
 def test_paper_profile_plans_every_per_game_stage_for_the_four_games():

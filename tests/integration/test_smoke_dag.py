@@ -2,8 +2,10 @@
 
 In a scratch copy of the repo whose smoke overlay is shrunk further (one game, a 32-px frame, runs of
 60-80 env steps, one eval env; two spirl seeds trained in one job, runtime.seeds_per_job: 2) so both tools
-can build everything in CI minutes; `make smoke` runs the
-real smoke profile. The checks:
+can build everything in CI minutes; `make smoke` runs the real smoke profile. The copy holds the smoke profile's
+DVC file alone: DVC parses every dvc.yaml of a repo on each command (the paper profile's has 800 stages), which
+tripled the time of `dvc exp run` and `dvc exp show` here; tests/integration/test_dag.py loads all of them together.
+The checks:
 1. `snakemake -j2` builds every target from nothing, including results/table<N>.csv and the report;
 2. after the sync step (`dvc commit`), `dvc status` has nothing to do;
 3. `dvc repro` from an empty workspace builds the same bytes (wall-time artefacts aside);
@@ -11,12 +13,17 @@ real smoke profile. The checks:
 5. the DVC remote (what `make dvc-remote` sets): `dvc push`, then a fresh clone's `dvc pull` restores every
    artefact byte for byte, `dvc status` is clean there, and after the sync step Snakemake has nothing to do;
 6. a params change makes both tools plan the affected jobs again, and `dvc exp run -S` runs it as an experiment
-   that `dvc exp show` lists with its params.
+   that `dvc exp show` lists with its params;
+7. DVC shows the results: `dvc metrics show` and `dvc exp show` (the workspace, its commit and the experiment) list
+   every training run's final score, equal to runs.csv's, and `dvc plots show` every declared curve (each run's
+   learning curve, the pre-training losses, the tables) with its x and y columns and the file's rows.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -28,15 +35,15 @@ import yaml
 
 from spirl.params import REPO_ROOT as ROOT
 from spirl.params import load_params
-from spirl.workflow.dvc import dvc_file
-from spirl.workflow.plan import jobs, param_files
+from spirl.workflow.dvc import METRICS, PLOTS, dvc_file
+from spirl.workflow.plan import TRAIN, Job, fill, jobs, param_files
 
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PYTHONHASHSEED": "0"}
-COPY = ["Snakefile", "params.yaml", "dvc.yaml", "pyproject.toml", ".gitignore", ".dvcignore"]
-COPY_DIRS = ["workflow", "src", "conf", "profiles", "pipelines", ".dvc", "bench", "data/reference"]
+COPY = ["Snakefile", "params.yaml", "pyproject.toml", ".gitignore", ".dvcignore"]
+COPY_DIRS = ["workflow", "src", "conf", "profiles", ".dvc", "bench", "data/reference"]
 # Outputs that record wall time (they differ between any two executions); everything else is byte-identical.
 TIMED = ("run.json", "table1.csv", "table1.md", "report.md")
 
@@ -65,6 +72,13 @@ def _run(args: list[str], cwd: Path) -> str:
     proc = subprocess.run(args, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, f"{args}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     return proc.stdout + proc.stderr
+
+
+def _json(args: list[str], cwd: Path) -> object:
+    """The JSON a command prints on stdout (DVC's warnings go to stderr)."""
+    proc = subprocess.run(args, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"{args}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    return json.loads(proc.stdout)
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -101,7 +115,8 @@ def repo(tmp_path_factory) -> Path:
     if not (objects_env / "bin" / "python").exists():
         pytest.fail(f"{objects_env} is missing: run `make setup` (it builds the OCAtari environment)")
     (root / ".venv-objects").symlink_to(objects_env)
-    _run([sys.executable, "src/sync_dvc_yaml.py"], root)
+    _run([sys.executable, "src/sync_dvc_yaml.py", "--profile", "smoke"], root)  # the smoke profile's alone
+    assert [p.relative_to(root).as_posix() for p in root.rglob("dvc.yaml")] == [dvc_file("smoke")]
     _run(["git", "init", "-q"], root)
     _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], root)
     _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"], root)
@@ -179,3 +194,85 @@ def test_whole_smoke_dag_with_both_tools(repo):
     assert f"Stage '{pipeline}:train-spirl-100k-Seaquest-0-1' didn't change, skipping" in ran
     shown = _run([dvc, "exp", "show", "--no-pager", "--csv"], repo)
     assert "reps60" in shown and "report.bootstrap_reps" in shown
+
+    # 7. DVC's own views list every run's final score and every declared curve
+    _check_dvc_results(repo, planned)
+
+
+def _declared(planned: list[Job], kinds: dict) -> dict[str, dict]:
+    """Path -> the declaration (METRICS or PLOTS entry) of each such output of the DVC-run jobs."""
+    out = {}
+    for job in planned:
+        for name, template in job.stage.outputs.items():
+            if name in kinds.get(job.stage.name, ()) and not job.stage.published:
+                decl = kinds[job.stage.name]
+                for wc in job.seed_wildcards:
+                    out[fill(template, job.profile, wc)] = decl[name] if isinstance(decl, dict) else {}
+    return out
+
+
+def _axis_fields(node: object, axis: str) -> set[str]:
+    """Every field a Vega-Lite spec encodes on `axis` ("x" or "y"), wherever its template nests the encoding."""
+    found = set()
+    if isinstance(node, dict):
+        enc = node.get(axis)
+        if isinstance(enc, dict) and isinstance(enc.get("field"), str):
+            found.add(enc["field"])
+        for value in node.values():
+            found |= _axis_fields(value, axis)
+    elif isinstance(node, list):
+        for value in node:
+            found |= _axis_fields(value, axis)
+    return found
+
+
+def _check_dvc_results(repo: Path, planned: list[Job]) -> None:
+    """`dvc metrics show`, `dvc exp show` and `dvc plots show` (--json) on the built workspace."""
+    dvc = str(BIN / "dvc")
+    with (repo / "results/smoke/runs.csv").open() as f:
+        runs = {tuple(r[k] for k in ("variant", "regime", "game", "seed")): r for r in csv.DictReader(f)}
+    evals = _declared(planned, METRICS)
+    expected = {}  # eval.json path -> the run's names, metric and final score (runs.csv: SPEC §10's final metric)
+    for job in (j for j in planned if j.stage is TRAIN):
+        for wc in job.seed_wildcards:
+            row = runs[(wc["variant"], wc["regime"], wc["game"], wc["seed"])]
+            assert row["status"] == "complete", row
+            expected[fill(TRAIN.outputs["eval"], "smoke", wc)] = {
+                "variant": wc["variant"], "regime": wc["regime"], "game": wc["game"], "seed": int(wc["seed"]),
+                "metric": row["metric"], "score": float(row["score"])}
+    assert set(evals) == set(expected) and len(expected) == len(runs)  # every run's eval.json is a metrics file
+    assert {r["metric"] for r in runs.values()} == {"final_mean", "best_median"}  # both of SPEC §10's metrics
+
+    def smoke_metrics(files: dict) -> dict:
+        """The metrics of this profile's files (the other profiles' dvc.yaml declare theirs, not built here)."""
+        ours = {path: result for path, result in files.items() if path.startswith("results/smoke/")}
+        assert all("error" not in result for result in ours.values()), ours
+        return {path: result["data"] for path, result in ours.items()}
+
+    shown = _json([dvc, "metrics", "show", "--json"], repo)
+    assert smoke_metrics(shown[""]["data"]) == expected
+
+    rows = _json([dvc, "exp", "show", "--json", "--no-pager"], repo)  # the workspace, then HEAD with its experiments
+    (workspace,) = [row for row in rows if row["rev"] == "workspace"]
+    (head,) = [row for row in rows if row["rev"] != "workspace"]
+    (reps60,) = [rev for exp in head["experiments"] or () for rev in exp["revs"] if rev["name"] == "reps60"]
+    for row in (workspace, head, reps60):
+        assert smoke_metrics(row["data"]["metrics"]) == expected, row["rev"]
+    assert reps60["data"]["params"]["conf/smoke.yaml"]["data"]["report"]["bootstrap_reps"] == 60
+    assert head["data"]["params"]["conf/smoke.yaml"]["data"]["report"]["bootstrap_reps"] == 50
+
+    plots = _json([dvc, "plots", "show", "--json"], repo)
+    declared = _declared(planned, PLOTS)
+    progress = {fill(TRAIN.outputs["progress"], "smoke", wc) for j in planned if j.stage is TRAIN
+                for wc in j.seed_wildcards}
+    assert progress <= set(declared) and len(progress) == len(runs)  # every run's learning curve is a plot
+    assert not [e for e in plots.get("errors", []) if e["name"] in declared], plots.get("errors")
+    for path, props in declared.items():
+        (plot,) = plots["data"][path]  # one plot: this path's
+        content = plot["content"]
+        assert _axis_fields(content, "x") == {props["x"]} and _axis_fields(content, "y") == {props["y"]}, path
+        with (repo / path).open() as f:
+            rows_csv = list(csv.DictReader(f))
+        assert rows_csv, path
+        values = [{k: v for k, v in row.items() if k != "rev"} for row in content["data"]["values"]]
+        assert values == rows_csv, path  # the file's every row, its x and y columns among them

@@ -19,11 +19,11 @@ from spirl.reporting.scores import (
     bin_means,
     episode_rows,
     expected_eval_steps,
-    final_metric,
     load_run,
     online_env_steps,
     run_rows,
 )
+from spirl.training.metrics import final_metric
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from spirl.params import Params, resolve_variant
+from spirl.training.metrics import final_metric
 
 RUN_FIELDS = ("variant", "regime", "game", "seed")
 
@@ -63,22 +64,6 @@ def online_env_steps(params: Params, variant: str, regime: str) -> int:
     resolved = resolve_variant(params, variant)
     total = resolved.train.regimes[regime].total_env_steps
     return total - (resolved.train.learn_start_env_steps if resolved.replay.prefill == "pretraining" else 0)
-
-
-def final_metric(points: Sequence[Mapping], metric: str) -> float:
-    """SPEC §10: final_mean = mean return of the last evaluation; best_median = max over points of the median.
-
-    Args:
-        points: evaluation points in env-step order, each with "returns" [n_envs].
-        metric: "final_mean" | "best_median".
-    """
-    if not points:
-        raise ValueError("final_metric needs at least one evaluation point")
-    if metric == "final_mean":
-        return float(np.mean(points[-1]["returns"]))
-    if metric == "best_median":
-        return float(max(np.median(p["returns"]) for p in points))
-    raise ValueError(f"unknown metric {metric!r}; allowed: final_mean, best_median")
 
 
 def _read(path: Path) -> tuple[dict | None, str]:
