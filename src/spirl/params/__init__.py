@@ -36,12 +36,14 @@ from spirl.params.values import (
     PADDINGS,
     POOLS,
     SCORERS,
+    SELECTIONS,
     to_plain,
 )
 from spirl.params.variants import check_consistency, resolve_mr, resolve_variant
 
 __all__ = ["ERROR_SPACES", "IS_WEIGHT_NORMS", "LOSS_ON", "NEW_PRIORITIES", "OVERRIDABLE", "PADDINGS", "POOLS",
-           "REPO_ROOT", "SCORERS", "AgentParams", "AtariParams", "CollectParams", "ConfigError", "CriteriaParams",
+           "REPO_ROOT", "SCORERS", "SELECTIONS", "AgentParams", "AtariParams", "CollectParams", "ConfigError",
+           "CriteriaParams",
            "EvalParams", "ExperimentParams", "MAEParams", "Params", "RegimeParams", "ReplayParams", "ReportParams",
            "RunSpec", "RuntimeParams", "SaliencyParams", "TableSpec", "TrainParams", "VariantSpec", "WuParams",
            "check_consistency", "deep_merge", "describe", "load_params", "params_from_dict", "read_params",

@@ -33,6 +33,7 @@ from spirl.params.values import (
     Ratio,
     RegimeName,
     Scorer,
+    Selection,
     Share,
     Str,
     TableName,
@@ -126,7 +127,7 @@ class MAEParams(Frozen):
 
 class SaliencyParams(Frozen):
     scorer: Scorer
-    selection: Literal["dynamic", "fixed", "all"]
+    selection: Selection
     xscale: PosNumber
     error_space: ErrorSpace
     incremental: Bool

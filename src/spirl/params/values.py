@@ -24,6 +24,7 @@ ErrorSpace = Literal["normalized", "raw"]
 LossOn = Literal["all", "masked"]
 NewPriority = Literal["max", "one"]
 IsWeightNorm = Literal["batch", "buffer"]
+Selection = Literal["dynamic", "fixed", "all"]
 
 SCORERS: tuple[str, ...] = get_args(Scorer)  # saliency.scorer (SPEC §13; spirl.saliency.scorers implements them)
 POOLS: tuple[str, ...] = get_args(Pool)  # agent.pool
@@ -32,6 +33,7 @@ ERROR_SPACES: tuple[str, ...] = get_args(ErrorSpace)  # saliency.error_space
 LOSS_ON: tuple[str, ...] = get_args(LossOn)  # mae.loss_on
 NEW_PRIORITIES: tuple[str, ...] = get_args(NewPriority)  # replay.new_priority
 IS_WEIGHT_NORMS: tuple[str, ...] = get_args(IsWeightNorm)  # replay.is_weight_norm
+SELECTIONS: tuple[str, ...] = get_args(Selection)  # saliency.selection
 
 # --- scalars with their ranges ----------------------------------------------------------------------------------------
 

@@ -12,10 +12,8 @@ import math
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from spirl.params import ConfigError, SaliencyParams, resolve_mr
+from spirl.params import SELECTIONS, ConfigError, SaliencyParams, resolve_mr
 from spirl.saliency.selection import k_max_from_ratio
-
-SELECTIONS = ("dynamic", "fixed", "all")
 
 
 class Budget(NamedTuple):

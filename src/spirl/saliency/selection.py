@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
-from typing import Literal
 
 import numpy as np
 import torch
 
-Method = Literal["dynamic", "fixed", "all"]
+from spirl.params import SELECTIONS
 
 # Ratios (mr, bin widths, coverage) are read as the nearest fraction with a denominator up to this bound,
 # which is exact for any decimal with at most 4 digits (0.35 -> 7/20) and for simple fractions (1/3).
@@ -291,7 +290,7 @@ def all_patches_of(batch: int, num_patches: int, device: torch.device | str = "c
 
 
 def select_batched(
-    errors: torch.Tensor, method: Method, k_max: int, xscale: float = 1.0
+    errors: torch.Tensor, method: str, k_max: int, xscale: float = 1.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Dispatch the pipeline's selection (`saliency.selection`): dynamic, fixed or all.
 
@@ -313,7 +312,7 @@ def select_batched(
         if k_max != n:
             raise ValueError(f"method 'all' keeps every patch: k_max must equal N={n}, got {k_max}")
         return all_patches_batched(errors)
-    raise ValueError(f"method must be 'dynamic', 'fixed' or 'all', got {method!r}")
+    raise ValueError(f"method must be one of {SELECTIONS} (saliency.selection), got {method!r}")
 
 
 def cumulative_error_curve(errors: np.ndarray | torch.Tensor) -> np.ndarray:
