@@ -5,9 +5,10 @@ PYTHONHASHSEED=0 python src/pretrain_wu.py --params params.yaml conf/full.yaml -
     --in-frames data/full/frames/Frostbite/frames.npz --out-model data/full/wu/Frostbite/model.npz \
     --out-loss-csv ... --out-loss-png ... --out-masks ... --out-run ... --work work/full/wu/Frostbite
 
-Pairs (x_s, x_t) of one episode, t − s uniform in 1..wu.max_gap; ceil(wu.epochs · N / wu.batch_size) Adam updates
-(as many pair-samples as the MAE sees frames). Offline training on random-policy frames is a deviation from the
-released code, which trains the mask online beside A2C. Always fp32 (the model is small; no autocast).
+Pairs (x_s, x_t) of one episode, t − s uniform in 1..wu.max_gap; ceil(wu.pair_samples / wu.batch_size) Adam updates
+(the released code's budget), fewer if the loss and the mask reach the plateau of wu.plateau (recorded in run.json).
+Offline training on random-policy frames is a deviation from the released code, which trains the mask online beside
+A2C. Always fp32 (the model is small; no autocast).
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def main() -> None:
     start = time.perf_counter()
     gray = gray_frames(frames).to(device)  # [N, 84, 84] uint8
     per_epoch = updates_per_epoch(len(frames), wu.batch_size)
-    total = total_updates(len(frames), wu.batch_size, wu.epochs)
+    total = total_updates(wu.pair_samples, wu.batch_size)
     run = new_run(settings, seeds, device)
     ckpt, run_id = args.work / "checkpoint.pt", fingerprint(wu, seeds, args.in_frames)
     status = load_checkpoint(run, ckpt, run_id)
@@ -73,7 +74,7 @@ def main() -> None:
              else ", training from scratch")
     before = run.elapsed_s  # None: not recorded
     with tqdm(total=total, initial=run.updates, desc=f"wu {args.game}", unit="it", mininterval=5.0) as bar:
-        while run.updates < total:
+        while run.updates < total and run.plateau_at is None:
             stop = min(total, _next_multiple(run.updates, wu.checkpoint_every_updates),
                        _next_multiple(run.updates, per_epoch))
             rows = len(run.history)
@@ -102,6 +103,8 @@ def main() -> None:
                "updates": run.updates, "updates_per_epoch": per_epoch, "pair_samples": run.updates * wu.batch_size,
                "parameter_count": parameter_count(run.model), "final_loss": last["loss"],
                "final_terms": {k: last[k] for k in ("transport", "auto", "sparsity")},
+               "planned_updates": total, "stopped_on_plateau_at_update": run.plateau_at,
+               "plateau": {"window_epochs": wu.plateau.window_epochs, "tolerance": wu.plateau.tolerance},
                "resumed_after_update": resumed_from, "device_used": str(device), "deviation": DEVIATION,
                # every process's time (a resumed run: the earlier ones' too), None if a checkpoint lacked it
                "wall_time_total_s": None if before is None else before + wall_s},

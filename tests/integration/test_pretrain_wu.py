@@ -29,9 +29,9 @@ from spirl.saliency.wu.training import load_model
 GAME, SIZE, PATCH, SPRITE_PX = "Frostbite", 48, 8, 8
 BACKGROUND, HUD, BLOCK, SPRITE = 20, 140, 90, 230
 EPISODES, LENGTH = 6, 20  # 120 frames
-# batch 4 × 4 epochs of 120 frames: 120 updates (30 per epoch), a checkpoint every 25 (and at each epoch's end)
+# batch 4, 480 pair-samples of 120 frames: 120 updates (30 per epoch), a checkpoint every 25 (and at each epoch's end)
 OVERLAY = """
-wu: {batch_size: 4, epochs: 4, checkpoint_every_updates: 25}
+wu: {batch_size: 4, pair_samples: 480, checkpoint_every_updates: 25}
 runtime: {device: cpu, torch_threads: 1}
 """
 OUTPUTS = {"model": "model.npz", "loss-csv": "loss.csv", "loss-png": "loss.png", "masks": "masks.png",
@@ -94,7 +94,10 @@ def test_outputs_exist_and_are_valid(straight):
     assert record["stage"] == "pretrain_wu" and record["wildcards"] == {"game": GAME, "profile": "smoke"}
     assert record["seeds"] == {name: derive_seed(0, "wu", GAME, name) for name in ("init", "pairs")}
     assert record["params"]["wu"] == {"delta": 0.01, "mask_weight": 1e-3, "max_gap": 60, "lr": 1e-3, "batch_size": 4,
-                                      "epochs": 4, "seed": 0, "checkpoint_every_updates": 25}
+                                      "pair_samples": 480, "max_grad_norm": 0.5, "micro_batch": 8,
+                                      "plateau": {"window_epochs": 40, "tolerance": 0.01}, "seed": 0,
+                                      "checkpoint_every_updates": 25}
+    assert record["planned_updates"] == 120 and record["stopped_on_plateau_at_update"] is None  # 4 rows < 2 × 40
     assert record["params"]["runtime"]["torch_threads"] == 1 and record["device_used"] == "cpu"
     assert (record["n_frames"], record["n_episodes"], record["updates"], record["updates_per_epoch"],
             record["pair_samples"]) == (120, 6, 120, 30, 480)

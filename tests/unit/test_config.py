@@ -188,7 +188,7 @@ def test_the_error_text_of_a_nested_bad_value(raw):
          "value"),
         ("wu", [1],
          "wu = [1] (list) is not allowed: expected a mapping with keys delta, mask_weight, max_gap, lr, batch_size, "
-         "epochs, seed, checkpoint_every_updates"),
+         "pair_samples, max_grad_norm, micro_batch, plateau, seed, checkpoint_every_updates"),
     ]
     for dotted, value, message in cases:
         with pytest.raises(ConfigError) as err:
@@ -274,18 +274,20 @@ def test_resolve_variant_applies_overrides_only_there():
 
 
 
-def test_released_priority_overlay_changes_only_the_new_sample_priority():
-    """conf/investigate/released-priority.yaml adds one variant: DE-Rainbow, new rows at priority 1 (SPEC §12)."""
+def test_priority_overlays_change_only_the_new_sample_priority():
+    """Priority 1 is the default (SPEC §8); conf/investigate/max-priority.yaml adds DE-Rainbow at max priority, and
+    conf/investigate/released-priority.yaml (made when max was the default) now equals the default's DE-Rainbow."""
     desk = C.load_params([ROOT / "params.yaml", ROOT / "conf/desk.yaml"])
-    both = C.load_params([ROOT / "params.yaml", ROOT / "conf/desk.yaml",
-                          ROOT / "conf/investigate/released-priority.yaml"])
-    added = set(both.experiment.variants) - set(desk.experiment.variants)
-    assert added == {"de_rainbow_released_priority"}
-    released = C.resolve_variant(both, "de_rainbow_released_priority")
     ours = C.resolve_variant(desk, "de_rainbow")
-    assert (ours.replay.new_priority, released.replay.new_priority) == ("max", "one")
-    assert C.replace(released, experiment=ours.experiment,
-                     replay=C.replace(released.replay, new_priority="max")) == ours
+    assert ours.replay.new_priority == "one"
+    for overlay, variant, priority in (("max-priority.yaml", "de_rainbow_max_priority", "max"),
+                                       ("released-priority.yaml", "de_rainbow_released_priority", "one")):
+        both = C.load_params([ROOT / "params.yaml", ROOT / "conf/desk.yaml", ROOT / "conf/investigate" / overlay])
+        assert set(both.experiment.variants) - set(desk.experiment.variants) == {variant}
+        other = C.resolve_variant(both, variant)
+        assert other.replay.new_priority == priority
+        assert C.replace(other, experiment=ours.experiment,
+                         replay=C.replace(other.replay, new_priority="one")) == ours
 
 
 def test_overlay_merge_rules():

@@ -154,7 +154,35 @@ def test_profile_targets_follow_profile(tmp_path, target, profile, line):
     assert [s for s in out if s.endswith(line)] != [], out
 
 
-@pytest.mark.parametrize("name", ["desk_evidence", "run_stages"])
+@pytest.mark.parametrize("name", ["desk_evidence", "run_stages", "adopt_runs"])
 def test_scripts_explain_themselves(name):
     proc = subprocess.run([sys.executable, str(SCRIPTS / f"{name}.py"), "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.startswith("usage:")
+
+
+def test_adopt_runs_copies_a_run_whose_parameters_equal_the_target_and_refuses_others(tmp_path):
+    import json
+
+    adopt_runs = _script("adopt_runs")
+    assert adopt_runs.differences({"a": {"b": 1, "c": 2}}, {"a": {"b": 1, "c": 3, "d": 4}}, "s") == \
+        ["s.a.c: recorded 2, now 3", "s.a.d (only now)"]
+    target = {"replay": {"new_priority": "one", "alpha": 0.5}, "train": {"lr": 1e-4}}
+    source = tmp_path / "src" / "100k" / "Frostbite" / "0"
+    source.mkdir(parents=True)
+    run = {"wildcards": {"variant": "old", "seed": 0}, "seeds": {"env": 7}, "params": {**target, "wu": {"x": 1}}}
+    (source / "run.json").write_text(json.dumps(run))
+    (source / "eval.json").write_text(json.dumps({"variant": "old", "seed": 0, "score": 242.8}))
+    (source / "progress.csv").write_text("env_step,episode\n1,0\n")
+    out = tmp_path / "out"
+    adopt_runs.adopt(source, out, target, "de_rainbow", ("replay", "train"))  # `wu` is not compared
+    evaluation, record = json.loads((out / "eval.json").read_text()), json.loads((out / "run.json").read_text())
+    assert (evaluation["variant"], evaluation["score"], record["wildcards"]["variant"]) == ("de_rainbow", 242.8,
+                                                                                            "de_rainbow")
+    assert evaluation["adopted_from"]["variant"] == "old" and record["adopted_from"]["seed_streams"] == {"env": 7}
+    assert (out / "progress.csv").read_text() == (source / "progress.csv").read_text()
+    with pytest.raises(FileExistsError, match="nothing written"):
+        adopt_runs.adopt(source, out, target, "de_rainbow", ("replay", "train"))
+    other = {**target, "replay": {"new_priority": "max", "alpha": 0.5}}
+    with pytest.raises(ValueError, match=r"replay.new_priority: recorded 'one', now 'max'"):
+        adopt_runs.adopt(source, tmp_path / "elsewhere", other, "de_rainbow", ("replay", "train"))
+    assert not (tmp_path / "elsewhere").exists()

@@ -31,7 +31,7 @@ from spirl.saliency.wu.model import (
     transport,
     wu_loss,
 )
-from spirl.saliency.wu.scores import mask_patch_scores, patch_scores
+from spirl.saliency.wu.scores import BLOCK_PX, back_project, cell_blocks, mask_patch_scores, patch_scores
 from spirl.saliency.wu.training import fingerprint as wu_fingerprint
 from spirl.saliency.wu.training import (
     load_model,
@@ -40,6 +40,7 @@ from spirl.saliency.wu.training import (
     settings_from_params,
     total_updates,
     train_step,
+    on_plateau,
     train_until,
     updates_per_epoch,
     wu_seeds,
@@ -77,7 +78,7 @@ def test_output_shapes():
         model.mask(torch.rand(2, 1, 96, 96))
 
 
-def test_init_is_orthogonal_with_relu_gain_from_the_generator_only():
+def test_init_is_orthogonal_with_the_released_gains_from_the_generator_only():
     state = torch.random.get_rng_state()
     a = WuAttention(torch.Generator().manual_seed(3))
     assert torch.equal(torch.random.get_rng_state(), state)  # the global RNG is untouched
@@ -89,10 +90,13 @@ def test_init_is_orthogonal_with_relu_gain_from_the_generator_only():
             assert not torch.equal(pa, pc), name
     convs = [m for m in a.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)]
     assert len(convs) == 3 + 4 + 4
+    mask_out = a.mask_generator[-2]  # Ψ's 1×1 output conv (the released keypointer's): gain 1
+    assert isinstance(mask_out, nn.Conv2d) and mask_out.kernel_size == (1, 1)
     for layer in convs:
         w = layer.weight.flatten(1)  # [dim 0, rest]
         gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
-        torch.testing.assert_close(gram, 2.0 * torch.eye(len(gram)), atol=1e-4, rtol=0)  # gain² = 2 (ReLU)
+        gain_sq = 1.0 if layer is mask_out else 2.0  # gain² = 2 (ReLU) for every other layer, the decoder's last too
+        torch.testing.assert_close(gram, gain_sq * torch.eye(len(gram)), atol=1e-4, rtol=0)
         assert torch.equal(layer.bias, torch.zeros_like(layer.bias))
     for norm in (m for m in a.modules() if isinstance(m, nn.LayerNorm)):
         assert tuple(norm.normalized_shape) in {(32, 20, 20), (64, 9, 9), (32, 7, 7)}
@@ -200,18 +204,6 @@ def test_pair_gaps_are_uniform_up_to_max_gap_and_reproducible():
         pair_indices(episodes, 4, max_gap=0, generator=torch.Generator())
 
 
-def test_mask_pooling_by_hand():
-    # 2×2 mask, one hot cell (row 0, col 1), upsampled ×4 to 8×8 (align_corners=False), 4×4 patches.
-    # Along an axis the hot cell's weight over the 8 output pixels is [0, 0, 1/8, 3/8, 5/8, 7/8, 1, 1] from the low
-    # side; a patch's mean over its 4 pixels is then 1/8 (near half) or 7/8 (far half), and the 2-D mean is the product.
-    mask = torch.tensor([[[[0.0, 1.0], [0.0, 0.0]]]])
-    scores = mask_patch_scores(mask, 8, 4)
-    expected = torch.tensor([[7 / 8 * 1 / 8, 7 / 8 * 7 / 8, 1 / 8 * 1 / 8, 1 / 8 * 7 / 8]])  # rows: near, far
-    torch.testing.assert_close(scores, expected, atol=0, rtol=0)
-    # a constant mask pools to the same constant everywhere
-    torch.testing.assert_close(mask_patch_scores(torch.full((2, 1, 7, 7), 0.3), 96, 8), torch.full((2, 144), 0.3))
-
-
 def _bilinear_weights(n_in: int, n_out: int) -> np.ndarray:
     """[n_out, n_in] 1-D bilinear interpolation matrix with half-pixel centres (align_corners=False)."""
     w = np.zeros((n_out, n_in))
@@ -225,9 +217,78 @@ def _bilinear_weights(n_in: int, n_out: int) -> np.ndarray:
     return w
 
 
+def test_cell_blocks_and_back_projection_by_hand():
+    w = cell_blocks()  # [84, 7]
+    assert w.shape == (84, 7) and BLOCK_PX == 36
+    torch.testing.assert_close(w.sum(1), torch.ones(84))
+    # blocks covering a row y: cells i with 8i <= y <= 8i + 35
+    counts = (w > 0).sum(1)
+    assert [int(counts[y]) for y in (0, 7, 8, 16, 24, 32, 35, 36, 47, 48, 56, 76, 83)] == \
+        [1, 1, 2, 3, 4, 5, 5, 4, 4, 5, 4, 1, 1]
+    assert torch.nonzero(w[:, 3]).flatten().tolist() == list(range(24, 60))  # cell 3's block: rows 24..59
+    # one hot cell (0, 0): pixel (y, x) = [y <= 35][x <= 35] / (n(y) n(x))
+    hot = torch.zeros(1, 1, 7, 7)
+    hot[0, 0, 0, 0] = 1.0
+    pixels = back_project(hot)[0, 0]
+    assert pixels.shape == (84, 84)
+    assert pixels[0, 0] == 1.0 and pixels[8, 8] == 0.25 and pixels[32, 32] == pytest.approx(1 / 25)
+    assert pixels[35, 0] == pytest.approx(1 / 5) and pixels[36, 0] == 0.0 and pixels[0, 36] == 0.0
+    # a uniform mask gives a uniform map and equal patch scores
+    torch.testing.assert_close(back_project(torch.full((2, 1, 7, 7), 0.3)), torch.full((2, 1, 84, 84), 0.3))
+    torch.testing.assert_close(mask_patch_scores(torch.full((2, 1, 7, 7), 0.3), 96, 8), torch.full((2, 144), 0.3))
+    with pytest.raises(ValueError, match=r"\[B, 1, 7, 7\]"):
+        back_project(torch.zeros(1, 1, 2, 2))
+    with pytest.raises(ValueError, match="uncovered"):
+        cell_blocks(size=84, cells=7, block=8, stride=12)
+
+
+def _block_patches(cell: int, slack: int = 0) -> set[int]:
+    """Patch rows (of 12, 8 px each on the 96-px frame, i.e. 7 px on the 84-px input) that overlap the 84-px rows
+    8·cell − slack … 8·cell + 35 + slack."""
+    lo, hi = 8 * cell - slack, 8 * cell + 35 + slack
+    return {r for r in range(12) if 7 * r <= hi and 7 * r + 6 >= lo}
+
+
+def test_a_one_hot_cell_scores_exactly_the_patches_its_36_pixel_block_touches():
+    for i, j in ((0, 0), (3, 3), (6, 2), (1, 5)):
+        hot = torch.zeros(1, 1, 7, 7)
+        hot[0, 0, i, j] = 1.0
+        scores = mask_patch_scores(hot, 96, 8).view(12, 12)
+        rows, cols = _block_patches(i), _block_patches(j)
+        # every patch the block touches scores, and nothing scores beyond one patch of bilinear fringe around it
+        touched = {(r, c) for r in rows for c in cols}
+        fringe = {(r + dr, c + dc) for r, c in touched for dr in (-1, 0, 1) for dc in (-1, 0, 1)}
+        nonzero = {tuple(rc) for rc in torch.nonzero(scores > 0).tolist()}
+        assert touched <= nonzero <= fringe, (i, j)
+        # the block spans 36 px: 5 to 7 patch rows, where the old 12-px-tile reading gave 2 or 3 (centred at 12i + 6)
+        assert 5 <= len(rows) <= 7
+    # the edge cells: the old reading centred cell 6 at 78 of 84 px, inside patch 11; the block is 48..83 (patches 6-11)
+    assert _block_patches(6) == set(range(6, 12)) and _block_patches(0) == set(range(0, 6))
+
+
+def test_the_decoder_writes_each_cell_into_the_same_block():
+    model = WuAttention(torch.Generator().manual_seed(21))
+    phi = torch.rand(1, 32, 7, 7, generator=torch.Generator().manual_seed(22))
+    with torch.no_grad():
+        base = model.decode(phi)[0, 0]
+        for i, j in ((0, 0), (3, 4), (6, 6)):
+            bumped = phi.clone()
+            bumped[0, :, i, j] += 1.0
+            changed = torch.nonzero((model.decode(bumped)[0, 0] - base).abs() > 1e-6)
+            ys, xs = changed[:, 0], changed[:, 1]
+            # the transposed convs write cell (i, j) into rows 8i..8i+35 (cols alike); the final 3×3 conv adds 1 px
+            assert ys.min() >= 8 * i - 1 and ys.max() <= 8 * i + 36 and xs.min() >= 8 * j - 1 and xs.max() <= 8 * j + 36
+            assert ys.min() <= max(8 * i + 3, 0) and ys.max() >= min(8 * i + 32, 83)  # and fills most of it
+            # on the 96-px frame's patches: the same patches the scores give the cell, within the one-patch fringe
+            patch_rows = {int(y) // 7 for y in ys.tolist()}
+            assert _block_patches(i) - {0, 11} <= patch_rows | {0, 11} and patch_rows <= _block_patches(i, slack=1)
+
+
 def test_mask_pooling_matches_an_independent_reference():
     mask = torch.rand(3, 1, 7, 7, generator=torch.Generator().manual_seed(7))
-    w = _bilinear_weights(7, 96)  # [96, 7]
+    cover = np.array([[1.0 if 8 * i <= y <= 8 * i + 35 else 0.0 for i in range(7)] for y in range(84)])  # [84, 7]
+    cover /= cover.sum(1, keepdims=True)
+    w = _bilinear_weights(84, 96) @ cover  # [96, 7]: back-projection, then the resize
     up = np.einsum("ri,bij,cj->brc", w, mask[:, 0].double().numpy(), w)  # [3, 96, 96]
     ref = up.reshape(3, 12, 8, 12, 8).mean(axis=(2, 4)).reshape(3, 144)  # row-major patches
     torch.testing.assert_close(mask_patch_scores(mask, 96, 8).double(), torch.from_numpy(ref), atol=1e-6, rtol=1e-6)
@@ -322,6 +383,9 @@ def test_trained_wu_mask_and_frame_diff_select_the_moving_sprite():
             terms = train_step(model, optimizer, gray, s, t, settings)
         seconds = time.perf_counter() - start
         trained_scores = patch_scores(model, current, 96, 8)
+        with torch.no_grad():
+            psi = model.eval().mask(gray_input(gray_frames(current)))[:, 0].flatten(1)  # [F, 49]
+        strongest = torch.stack([psi.argmax(1) // 7, psi.argmax(1) % 7], 1).double()  # [F, 2] cell (i, j)
         trained = _recall(trained_scores, sprite, k_max)
         diff = _recall(frame_diff(current, previous, 8), sprite, k_max)
         chance = _recall(random_scores(len(current), 144, torch.Generator().manual_seed(2)), sprite, k_max)
@@ -334,8 +398,16 @@ def test_trained_wu_mask_and_frame_diff_select_the_moving_sprite():
     assert trained >= 0.9, report
     assert diff == 1.0, report  # every patch the sprite touches changed, and dynamic-K keeps all changed patches
     assert chance < 0.5, report  # about K / N without a criterion
-    # the trained mask is low on most of the frame: the median patch score is far below the sprite's patches
-    assert median < 0.25 * sprite_mean, report
+    # the trained mask is low on most of the frame: the median patch score is far below the sprite's patches (a cell
+    # spreads over its 36-px block, about 4.5 patches a side, so the contrast is lower than a 12-px tile would give)
+    assert median < 0.4 * sprite_mean, report
+    # Ψ's strongest cell follows the sprite: its 36-px block holds the sprite's centre, and across frames the cell's
+    # block centre (8i + 17.5 px) moves with the sprite's centre on both axes
+    centre = (torch.from_numpy(corners[1:][later]).double() + 4.0) * 84 / 96  # [F, 2] on the 84-px input
+    inside = ((8 * strongest <= centre) & (centre <= 8 * strongest + 35)).all(1).double().mean().item()
+    follow = [np.corrcoef(8 * strongest[:, a] + 17.5, centre[:, a])[0, 1] for a in (0, 1)]
+    report += f"; strongest cell holds the sprite in {inside:.2f} of frames, follows it with r = {follow}"
+    assert inside >= 0.9 and min(follow) >= 0.8 and len(torch.unique(strongest, dim=0)) >= 10, report
     print(report)
 
 
@@ -361,22 +433,26 @@ def _tiny_archive(episodes: int = 3, length: int = 10, seed: int = 3) -> tuple[n
     return np.ascontiguousarray(frames[:, ::4, ::4]), torch.from_numpy(np.repeat(np.arange(episodes), length))
 
 
-def test_update_count_is_epochs_times_frames_over_batch_rounded_up():
+def test_update_count_is_the_pair_budget_over_the_batch_rounded_up():
     assert updates_per_epoch(100, 64) == 2 and updates_per_epoch(128, 64) == 2 and updates_per_epoch(129, 64) == 3
-    assert total_updates(128, 64, 3) == 6  # exact
-    assert total_updates(100, 64, 3) == 5  # ceil(300 / 64), rounded once for the run, not once per epoch (6)
-    assert total_updates(5000, 64, 50) == 3907  # Frostbite at the paper's settings: ceil(250,000 / 64)
-    assert total_updates(50_000, 64, 50) == 39_063  # the other games: ceil(2,500,000 / 64)
-    assert total_updates(30, 4, 2) == 15 and updates_per_epoch(30, 4) == 8
+    assert total_updates(128, 64) == 2 and total_updates(129, 64) == 3
+    assert total_updates(2_000_000, 64) == 31_250  # the released budget at batch 64 (SPEC §13)
+    # the released code: 10M env steps / (16 envs × 5 steps) A2C updates, a mask update of 16 pairs after each one
+    # from the 17th on, i.e. (125,000 − 16) · 16 = 1,999,744 pairs: "about 2M"
+    assert total_updates((10_000_000 // (16 * 5) - 16) * 16, 64) == 31_246
+    assert total_updates(60, 4) == 15 and updates_per_epoch(30, 4) == 8
     with pytest.raises(ValueError, match="2 frames"):
-        total_updates(1, 4, 1)
-    with pytest.raises(ValueError, match="epochs"):
-        total_updates(10, 4, 0)
+        updates_per_epoch(1, 4)
+    with pytest.raises(ValueError, match="pair_samples"):
+        total_updates(0, 4)
 
 
 def test_params_section_gives_the_settings_and_per_game_seeds():
     wu = load_params([REPO_ROOT / "params.yaml"]).wu
-    assert settings_from_params(wu) == WuSettings(delta=0.01, mask_weight=1e-3, max_gap=60, lr=1e-3, batch_size=64)
+    assert settings_from_params(wu) == WuSettings(delta=0.01, mask_weight=1e-3, max_gap=60, lr=1e-3, batch_size=64,
+                                                  max_grad_norm=0.5, micro_batch=8, plateau_window=40,
+                                                  plateau_tolerance=0.01)
+    assert total_updates(wu.pair_samples, wu.batch_size) == 31_250
     seeds = wu_seeds(wu, "Frostbite")
     assert seeds == {"init": derive_seed(wu.seed, "wu", "Frostbite", "init"),
                      "pairs": derive_seed(wu.seed, "wu", "Frostbite", "pairs")}
@@ -389,7 +465,7 @@ def test_fingerprint_changes_with_params_seeds_and_frames(tmp_path):
     path.write_bytes(b"abc")
     base = wu_fingerprint(wu, TRAIN_SEEDS, path)
     assert base == wu_fingerprint(wu, dict(TRAIN_SEEDS), path)
-    assert base != wu_fingerprint(replace(wu, epochs=wu.epochs + 1), TRAIN_SEEDS, path)
+    assert base != wu_fingerprint(replace(wu, pair_samples=wu.pair_samples + 1), TRAIN_SEEDS, path)
     assert base != wu_fingerprint(replace(wu, delta=0.02), TRAIN_SEEDS, path)
     assert base != wu_fingerprint(wu, {**TRAIN_SEEDS, "pairs": 13}, path)
     path.write_bytes(b"abd")
@@ -402,7 +478,7 @@ def test_history_rows_are_the_mean_terms_of_the_documented_loop(one_thread):
     run = new_run(settings, TRAIN_SEEDS)
     train_until(run, gray, episodes, settings, 15, updates_per_epoch(30, 4), 15)
     # the same run written out: the pair generator and Adam from the seeds, one train_step per update
-    model = WuAttention(torch.Generator().manual_seed(TRAIN_SEEDS["init"]))
+    model = WuAttention(torch.Generator().manual_seed(TRAIN_SEEDS["init"])).channels_last()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     pairs, terms = torch.Generator().manual_seed(TRAIN_SEEDS["pairs"]), []
     for _ in range(15):
@@ -424,10 +500,59 @@ def test_history_rows_are_the_mean_terms_of_the_documented_loop(one_thread):
         train_until(run, gray, episodes, settings, 16, 8, 15)
 
 
+class _RecordingAdam(torch.optim.Adam):
+    """Adam that records, at each step, the gradient it is about to apply (flattened) and its global norm."""
+
+    def __init__(self, params, lr: float) -> None:
+        super().__init__(params, lr=lr)
+        self.grads: list[torch.Tensor] = []
+
+    def step(self, closure=None):  # noqa: ANN001, ANN201
+        grads = [p.grad.flatten() for group in self.param_groups for p in group["params"] if p.grad is not None]
+        self.grads.append(torch.cat(grads).clone())
+        return super().step(closure)
+
+
+def test_micro_batches_give_the_whole_batch_gradient_and_it_is_clipped(one_thread):
+    frames, episodes = _tiny_archive()
+    gray = gray_frames(frames)
+    s, t = pair_indices(episodes, 7, 60, torch.Generator().manual_seed(30))
+    grads, terms = {}, {}
+    for name, micro, clip in (("whole", 7, 1e9), ("split", 3, 1e9), ("clipped", 3, 0.05)):  # 3 + 3 + 1 pairs
+        model = WuAttention(torch.Generator().manual_seed(31))
+        optimizer = _RecordingAdam(model.parameters(), lr=1e-3)
+        terms[name] = train_step(model, optimizer, gray, s, t, WuSettings(batch_size=7, micro_batch=micro,
+                                                                           max_grad_norm=clip))
+        grads[name] = optimizer.grads[0]
+    torch.testing.assert_close(grads["split"], grads["whole"], atol=1e-6, rtol=1e-4)
+    torch.testing.assert_close(torch.stack(list(terms["split"])), torch.stack(list(terms["whole"])), atol=1e-7,
+                               rtol=1e-5)
+    norm = grads["whole"].norm()
+    assert norm > 0.05  # so the clip below acts (the test can fail)
+    assert grads["clipped"].norm() == pytest.approx(0.05, rel=1e-4)  # scaled to the bound, same direction
+    torch.testing.assert_close(grads["clipped"], grads["whole"] * (0.05 / norm), atol=1e-7, rtol=1e-3)
+
+
+def test_plateau_rule_by_hand_and_the_run_stops_on_it(one_thread):
+    rows = [{"loss": v, "sparsity": m} for v, m in ((1.0, 0.5), (0.9, 0.5), (0.5, 0.4), (0.501, 0.401))]
+    assert not on_plateau(rows[:3], 1, 0.01)  # 0.5 vs 0.9: still falling
+    assert on_plateau(rows, 1, 0.01)  # 0.501 vs 0.5 and 0.401 vs 0.4: within 1%
+    assert not on_plateau(rows, 1, 0.001)  # but not within 0.1%
+    assert not on_plateau(rows, 2, 0.01)  # mean(0.5, 0.501) vs mean(1.0, 0.9)
+    assert not on_plateau(rows, 0, 1.0) and not on_plateau(rows[:1], 1, 1.0)  # never / too few rows
+    frames, episodes = _tiny_archive()
+    settings, gray = WuSettings(batch_size=4, plateau_window=1, plateau_tolerance=10.0), gray_frames(frames)
+    run = new_run(settings, TRAIN_SEEDS)
+    train_until(run, gray, episodes, settings, 15, 4, 15)  # a row every 4 updates; the second row is a plateau
+    assert run.plateau_at == 8 and run.updates == 8 and len(run.history) == 2
+    train_until(run, gray, episodes, settings, 15, 4, 15)  # a stopped run trains no further
+    assert run.updates == 8 and run.state_dict()["plateau_at"] == 8
+
+
 def test_checkpoint_resume_gives_the_bytes_of_an_uninterrupted_run(tmp_path, one_thread):
     frames, episodes = _tiny_archive()
     settings, gray = WuSettings(batch_size=4), gray_frames(frames)
-    per_epoch, total = updates_per_epoch(len(frames), 4), total_updates(len(frames), 4, 2)  # 8, 15
+    per_epoch, total = updates_per_epoch(len(frames), 4), total_updates(2 * len(frames), 4)  # 8, 15
     straight = new_run(settings, TRAIN_SEEDS)
     train_until(straight, gray, episodes, settings, total, per_epoch, total)
     save_model(straight.model, tmp_path / "straight.npz")

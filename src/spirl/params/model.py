@@ -140,13 +140,21 @@ class SaliencyParams(Frozen):
     batch_frames: PosInt
 
 
+class WuPlateau(Frozen):
+    window_epochs: NonNegInt  # 0: never stop early
+    tolerance: NonNegNumber
+
+
 class WuParams(Frozen):
     delta: NonNegNumber
     mask_weight: NonNegNumber
     max_gap: PosInt
     lr: PosNumber
     batch_size: PosInt
-    epochs: PosInt
+    pair_samples: PosInt
+    max_grad_norm: PosNumber
+    micro_batch: PosInt
+    plateau: WuPlateau
     seed: NonNegInt
     checkpoint_every_updates: PosInt
 

@@ -14,7 +14,8 @@ Shapes (84×84 input): Φ, Ψ convs 84 → 20 → 9 → 7; Φ(x) [B, 32, 7, 7], 
 Modules:
   model     the network (WuAttention), the transport and the loss (WuSettings, wu_loss).
   data      the network's input (gray frames) and the sampling of (source, target) training pairs.
-  scores    Ψ pooled onto SPIRL's patches: the `wu_mask` scores (patch_scores).
+  scores    Ψ placed on the frame through each cell's 36-pixel block and pooled onto SPIRL's patches: the
+            `wu_mask` scores (patch_scores).
   training  the offline run of the pretrain_wu stage: seeds, update counts, train_until, a fingerprinted resumable
             run (WuRun, spirl.common.checkpoints) and the trained model's file (save_model / load_model, .npz).
   figures   the loss curve and Ψ on real frames.

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from spirl.saliency.wu.data import gray_frames, gray_input
 from spirl.saliency.wu.model import MASK_SIZE, WuAttention
+from spirl.saliency.wu.scores import back_project
 
 
 def write_loss_history(history: Sequence[Mapping], csv_path: Path, png_path: Path, title: str) -> None:
@@ -39,8 +40,9 @@ def figure_indices(n_frames: int, count: int = 4) -> list[int]:
 
 
 def write_mask_figure(model: WuAttention, frames: np.ndarray, indices: Sequence[int], path: Path, title: str) -> None:
-    """Ψ on real frames: per frame, the RGB frame with Ψ upsampled bilinearly (align_corners=False, as the scorer
-    does) over it, and below it the 7×7 mask itself. Args: frames uint8 [F, H, W, 3]."""
+    """Ψ on real frames: per frame, the RGB frame with Ψ placed as the scorer places it (back-projected through the
+    cells' 36-pixel blocks, then resized bilinearly) over it, and below it the 7×7 mask itself.
+    Args: frames uint8 [F, H, W, 3]."""
     from spirl.common.plots import plt, save_figure
 
     chosen = frames[list(indices)]  # [k, H, W, 3]
@@ -52,7 +54,7 @@ def write_mask_figure(model: WuAttention, frames: np.ndarray, indices: Sequence[
             mask = model.mask(gray_input(gray_frames(chosen), device)).cpu()  # [k, 1, 7, 7]
     finally:
         model.train(was_training)
-    up = F.interpolate(mask, size=chosen.shape[1:3], mode="bilinear", align_corners=False)[:, 0].numpy()
+    up = F.interpolate(back_project(mask), size=chosen.shape[1:3], mode="bilinear", align_corners=False)[:, 0].numpy()
     fig, axes = plt.subplots(2, len(chosen), figsize=(2.6 * len(chosen), 5.4), squeeze=False, layout="constrained")
     for col, index in enumerate(indices):
         top, bottom = axes[0, col], axes[1, col]
