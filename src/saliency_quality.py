@@ -14,7 +14,10 @@ only the ranking differs. Then
 spirl.envs.recall.recall_report: recall of the dynamic objects (criteria.dynamic_categories[game]; overall and per
 category), precision, mean K, lift over K random patches with the same K, percentile-bootstrap CIs over frames
 (report.bootstrap_reps, report.ci_level; every scorer resamples the same frames: one Generator seeded
-derive_seed(report.seed, "saliency-quality", game) per scorer). Timing per scorer: scoring plus selection.
+derive_seed(report.seed, "saliency-quality", game) per scorer). The same recall, lift and mean K again on each
+motion group's frames (spirl.envs.recall.motion_groups: a dynamic object's patch changed since the previous frame;
+only other patches changed; not one pixel changed; an episode's first frame), with each group's frame count.
+Timing per scorer: scoring plus selection.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from spirl.common.runtime import setup_torch
 from spirl.common.seeding import derive_seed
 from spirl.envs.object_files import unpack_objects
 from spirl.envs.objects import ObjectBox
-from spirl.envs.recall import recall_report, selection_masks
+from spirl.envs.recall import MOTION_GROUPS, motion_groups, recall_report, selection_masks
 from spirl.params import load_params, to_plain
 from spirl.saliency import registry
 from spirl.saliency.budget import estimated_mr_star, run_budget
@@ -120,6 +123,9 @@ def main() -> None:
     log.info("%s: %d frames (%d with a previous frame), %d patches, mr %.4g (mr* %.4g) -> K_max %d; scorers %s",
              game, len(frames), int(has_previous.sum()), n, mr, mr_star, k_max, scorers)
 
+    groups = motion_groups(frames, previous, has_previous, objects, patch_px=patch_px)  # [F] into MOTION_GROUPS
+    motion = {name: int((groups == g).sum()) for g, name in enumerate(MOTION_GROUPS)}
+    log.info("%s: frames by motion since the previous frame: %s", game, motion)
     start = time.perf_counter()
     results, masks = {}, {}
     for scorer in scorers:
@@ -132,7 +138,16 @@ def main() -> None:
         report = recall_report(masks[scorer], objects, frame_px=frame_px, patch_px=patch_px,
                                rng=np.random.default_rng(seeds["bootstrap"]), n_boot=rep.bootstrap_reps,
                                ci_level=rep.ci_level)
-        results[scorer] = {**report, "seconds": seconds, "frames_per_s": len(frames) / seconds if seconds else None}
+        by_motion = {}
+        for g, name in enumerate(MOTION_GROUPS):  # the same statistics on each motion group's frames alone
+            picked = np.flatnonzero(groups == g)
+            part = recall_report(masks[scorer][picked], [objects[r] for r in picked], frame_px=frame_px,
+                                 patch_px=patch_px, rng=np.random.default_rng(seeds["bootstrap"]),
+                                 n_boot=rep.bootstrap_reps, ci_level=rep.ci_level) if len(picked) else None
+            by_motion[name] = {"n_frames": len(picked), **({k: part[k] for k in ("n_dynamic_objects", "recall",
+                                                                                 "lift", "mean_k")} if part else {})}
+        results[scorer] = {**report, "by_motion": by_motion, "seconds": seconds,
+                           "frames_per_s": len(frames) / seconds if seconds else None}
         log.info("%s %-13s recall %s lift %s precision %s mean K %s (%.1f frames/s)", game, scorer,
                  *(_short(report[k]) for k in ("recall", "lift", "precision", "mean_k")),
                  results[scorer]["frames_per_s"] or float("nan"))
@@ -145,7 +160,8 @@ def main() -> None:
     result = {"game": game, "n_frames": len(frames), "n_with_previous": int(has_previous.sum()),
               "frame_px": frame_px, "patch_px": patch_px, "num_patches": n, "mr_star": mr_star, "mr": mr,
               "k_max": k_max, "selection": "dynamic", "xscale": sal.xscale, "dynamic_categories": categories,
-              "scorer_order": scorers, "figure_frames": rows.tolist(), "scorers": results}
+              "scorer_order": scorers, "figure_frames": rows.tolist(), "motion_frames": motion,
+              "motion_groups": list(MOTION_GROUPS), "scorers": results}
     write_json(args.out_json, run_record(
         stage="saliency_quality",
         params={"criteria": to_plain(crit), "saliency": to_plain(sal), "report": to_plain(rep),

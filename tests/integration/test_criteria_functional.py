@@ -34,7 +34,7 @@ from spirl.common.io import write_json, write_npz
 from spirl.common.seeding import derive_seed
 from spirl.envs.object_files import pack_objects, unpack_objects
 from spirl.envs.objects import ObjectBox
-from spirl.envs.recall import recall_report
+from spirl.envs.recall import MOTION_GROUPS, motion_groups, recall_report
 from spirl.params import REPO_ROOT, load_params, resolve_mr
 from spirl.saliency.error_maps import ErrorMapSettings, error_map, error_map_settings
 from spirl.saliency.pretrain import load_model, save_model, untrained_mae
@@ -259,16 +259,25 @@ def direct_reports(tmp, params, game: str) -> dict[str, dict]:
              "frame_diff": lambda part: frame_diff(frames[part], previous[part], 8, has_previous[part]),
              "random": lambda part: random_scores(len(frames[part]), 25, generator),
              "wu_mask": lambda part: patch_scores(wu, frames[part], E2E_SIZE, 8)}
+    groups = motion_groups(frames, previous, has_previous, objects, patch_px=8)
     reports = {}
     for scorer in params.criteria.scorers:
         parts = []
         for start in range(0, N_FRAMES, BATCH):  # saliency.batch_frames frames per call, in order
             parts.append(score[scorer](slice(start, start + BATCH)))
         indices, _ = select_batched(torch.cat(parts), "dynamic", k_max, params.saliency.xscale)
-        reports[scorer] = recall_report(
-            indices.numpy(), objects, frame_px=E2E_SIZE, patch_px=8, n_boot=params.report.bootstrap_reps,
-            ci_level=params.report.ci_level,
+        report = lambda rows: recall_report(  # noqa: E731
+            indices.numpy()[rows], [objects[r] for r in rows], frame_px=E2E_SIZE, patch_px=8,
+            n_boot=params.report.bootstrap_reps, ci_level=params.report.ci_level,
             rng=np.random.default_rng(derive_seed(params.report.seed, "saliency-quality", game)))
+        reports[scorer] = report(np.arange(N_FRAMES))
+        by_motion = {}
+        for g, name in enumerate(MOTION_GROUPS):
+            rows = np.flatnonzero(groups == g)
+            part = report(rows) if len(rows) else {}
+            by_motion[name] = {"n_frames": len(rows), **{k: part[k] for k in part if k in
+                                                         ("n_dynamic_objects", "recall", "lift", "mean_k")}}
+        reports[scorer]["by_motion"] = by_motion
     return reports
 
 
@@ -334,7 +343,17 @@ def test_table_csv_and_markdown(quality_job):
     md = quality_job["table"]["md"].read_text()
     assert md == quality_markdown(quality_rows(records), "smoke", 0.95)
     lines = [line for line in md.splitlines() if line.startswith("| Frostbite") or line.startswith("| Seaquest")]
-    assert len(lines) == len(rows)
+    lines, motion_lines = lines[:len(rows)], lines[len(rows):]  # the table, then recall by motion group
+    assert len(motion_lines) == len(rows)
+    for rec in records:
+        res = rec["result"]
+        assert sum(res["motion_frames"].values()) == res["n_frames"] == N_FRAMES
+        assert res["motion_frames"]["no_previous"] == res["n_frames"] - res["n_with_previous"]
+        for rep in res["scorers"].values():
+            assert {g: part["n_frames"] for g, part in rep["by_motion"].items()} == res["motion_frames"]
+    for row in rows:
+        assert sum(int(row[f"frames_{g}"]) for g in ("objects_moved", "elsewhere_only", "no_motion",
+                                                     "no_previous")) == N_FRAMES
     fd = next(r for r in records if r["result"]["game"] == "Frostbite")["result"]["scorers"]["frame_diff"]
     recall = f"{fd['recall']['value']:.3f} [{fd['recall']['ci'][0]:.3f}, {fd['recall']['ci'][1]:.3f}]"
     assert any(line.startswith("| Frostbite | frame_diff | " + recall) for line in lines)

@@ -15,7 +15,9 @@ from spirl.envs.atari import AtariEnv
 from spirl.envs.object_files import pack_objects, unpack_objects
 from spirl.envs.objects import ObjectBox, box_patches, grid_side
 from spirl.envs.recall import (
+    MOTION_GROUPS,
     frame_metrics,
+    motion_groups,
     random_hit_probability,
     random_selection_masks,
     recall_report,
@@ -263,6 +265,25 @@ def test_report_rejects_mismatched_inputs():
 
 
 # ---------------------------------------------------------------- object files
+
+
+def test_motion_groups_by_hand():
+    # 16×16 frames of 8-px patches (a 2 × 2 grid) from a 210×160 screen; a dynamic object's box covers the top-left
+    # patch, a static one the bottom-right patch
+    frames = np.zeros((5, 16, 16, 3), dtype=np.uint8)
+    previous = frames.copy()
+    player, house = ("Player", (0, 0, 40, 40), True), ("House", (120, 160, 40, 50), False)
+    frames[0, 3, 4, 1] = 9  # one channel of one pixel on the player's patch changed
+    frames[1, 12, 12] = 9  # only the static item's patch changed
+    # frame 2: nothing changed; frame 3: a changed pixel, but it is an episode's first frame
+    frames[3, 3, 4] = 9
+    frames[4, 12, 2] = 9  # bottom-left patch changed, and the dynamic object sits there in this frame
+    objects = [[player, house], [player, house], [player], [player], [("Player", (0, 150, 40, 60), True)]]
+    groups = motion_groups(frames, previous, np.array([True, True, True, False, True]), objects, patch_px=8)
+    assert [MOTION_GROUPS[g] for g in groups] == ["objects_moved", "elsewhere_only", "no_motion", "no_previous",
+                                                  "objects_moved"]
+    with pytest.raises(ValueError, match="same frames"):
+        motion_groups(frames, previous[:4], np.ones(5, bool), objects, patch_px=8)
 
 
 def test_pack_unpack_roundtrip_and_dynamic_rule():

@@ -295,3 +295,41 @@ def recall_report(selections, objects_per_frame: Sequence[Sequence], *, frame_px
                              "random_recall": entry(w + 1 + i), "lift": entry(2 * w + 1 + i)}
                          for i, c in enumerate(t.categories)},
     }
+
+
+MOTION_GROUPS = ("objects_moved", "elsewhere_only", "no_motion", "no_previous")  # motion_groups' labels, in order
+
+
+def motion_groups(frames: np.ndarray, previous: np.ndarray, has_previous: np.ndarray, objects_per_frame: Sequence,
+                  *, patch_px: int, screen_hw: tuple[int, int] = SCREEN_HW) -> np.ndarray:
+    """What moved between each frame and its previous frame, read from the pixels (SPEC §14's frames).
+
+    A patch *changed* when any of its pixels differs from the previous frame's. Each frame falls in one group of
+    MOTION_GROUPS: "objects_moved" (a changed patch touches a dynamic object's box), "elsewhere_only" (patches
+    changed, none on a dynamic object: the HUD, a static item, a background band), "no_motion" (not one pixel
+    changed: e.g. a paused or frozen screen), "no_previous" (an episode's first frame). Pixel-level, so a frame_diff
+    scorer sees motion exactly where this does.
+    Args: frames, previous uint8 [F, S, S, 3]; has_previous bool [F]; objects_per_frame F lists of ObjectBox or
+        (category, box, dynamic) tuples; patch_px the patch side.
+    Returns: int64 [F], an index into MOTION_GROUPS.
+    """
+    if frames.shape != previous.shape or len(has_previous) != len(frames) or len(objects_per_frame) != len(frames):
+        raise ValueError(f"frames {frames.shape}, previous {previous.shape}, has_previous {len(has_previous)} and "
+                         f"{len(objects_per_frame)} object lists must describe the same frames")
+    size = frames.shape[1]
+    grid = grid_side(size, patch_px)
+    differs = (frames != previous).any(axis=3)  # [F, S, S]
+    changed = differs.reshape(len(frames), grid, patch_px, grid, patch_px).any(axis=(2, 4)).reshape(len(frames), -1)
+    groups = np.empty(len(frames), dtype=np.int64)
+    for f, objs in enumerate(objects_per_frame):
+        _, boxes, dynamic = _objects_arrays(objs)
+        on_objects = box_patches(boxes[dynamic], screen_hw, frame_px=size, patch_px=patch_px).any(axis=0)  # [N]
+        if not has_previous[f]:
+            groups[f] = MOTION_GROUPS.index("no_previous")
+        elif (changed[f] & on_objects).any():
+            groups[f] = MOTION_GROUPS.index("objects_moved")
+        elif changed[f].any():
+            groups[f] = MOTION_GROUPS.index("elsewhere_only")
+        else:
+            groups[f] = MOTION_GROUPS.index("no_motion")
+    return groups

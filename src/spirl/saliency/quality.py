@@ -17,8 +17,11 @@ from typing import Any
 import numpy as np
 
 from spirl.envs.objects import SCREEN_HW, ObjectBox, grid_side
+from spirl.envs.recall import MOTION_GROUPS
 
 STATS = ("recall", "lift", "precision", "mean_k")  # statistics with a bootstrap CI, as recall_report names them
+MOTION_LABELS = {"objects_moved": "a dynamic object moved", "elsewhere_only": "only other pixels changed",
+                 "no_motion": "nothing moved", "no_previous": "episode start"}
 
 
 def _value(entry: Mapping | None) -> float | None:
@@ -35,8 +38,9 @@ def quality_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         rows with identical keys (scorers in each record's "scorer_order"): game, scorer, n_frames,
         n_dynamic_objects, k_max, then for each of recall, lift, precision, mean_k the value and its CI ends
         (<stat>, <stat>_ci_low, <stat>_ci_high), random_recall, frames_per_s, seconds, per_category (text
-        "Category value (n=count); ..."), and recall_<Category> for every dynamic category of any game (None where
-        a game has no such object). Undefined values are None.
+        "Category value (n=count); ..."), recall_<Category> for every dynamic category of any game (None where
+        a game has no such object), and per motion group of the record (spirl.envs.recall.MOTION_GROUPS; absent
+        from records made before the split) frames_<group>, recall_<group>, lift_<group>. Undefined values are None.
     """
     categories: list[str] = []
     for rec in records:
@@ -59,6 +63,10 @@ def quality_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 for c in res["dynamic_categories"] if c in per_cat)
             for c in categories:
                 row[f"recall_{c}"] = _value(per_cat[c]["recall"]) if c in per_cat else None
+            for group, part in rep.get("by_motion", {}).items():  # records made before the split have none
+                row[f"frames_{group}"] = part["n_frames"]
+                row[f"recall_{group}"] = _value(part.get("recall"))
+                row[f"lift_{group}"] = _value(part.get("lift"))
             rows.append(row)
     return rows
 
@@ -98,6 +106,17 @@ def quality_markdown(rows: Sequence[Mapping[str, Any]], profile: str | None = No
             f"| {row['game']} | {row['scorer']} | {_with_ci(row, 'recall', 3)} | {_with_ci(row, 'lift', 2)} | "
             f"{_with_ci(row, 'precision', 3)} | {_with_ci(row, 'mean_k', 1)} ({row['k_max']}) | "
             f"{row['per_category'] or '—'} | {row['n_frames']} | {_fmt(row['frames_per_s'], 1)} |")
+    groups = [g for g in MOTION_GROUPS if any(f"frames_{g}" in row for row in rows)]
+    if groups:
+        lines += ["", "Recall (lift) on the frames of each motion group: what changed since the previous frame, read "
+                  "from the pixels (spirl.envs.recall.motion_groups). A scorer of motion cannot tell patches apart "
+                  "on a frame where nothing moved.", "",
+                  "| game | scorer | " + " | ".join(f"{MOTION_LABELS[g]}" for g in groups) + " |",
+                  "|---|---|" + "---|" * len(groups)]
+        for row in rows:
+            cells = [f"{_fmt(row.get(f'recall_{g}'), 3)} ({_fmt(row.get(f'lift_{g}'), 2)}); {row.get(f'frames_{g}', 0)} "
+                     "frames" for g in groups]
+            lines.append(f"| {row['game']} | {row['scorer']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
