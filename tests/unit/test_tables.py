@@ -240,6 +240,31 @@ def test_markdown(table2):
     assert "seed 2 missing" in md  # the partial cell's note
 
 
+def test_cells_and_notes_name_the_priority_rule_and_adopted_seeds(table2_results, reference):
+    import dataclasses
+
+    complete = sorted(k for k, r in table2_results.items() if r.complete and k[0] == "de_rainbow")
+    game = complete[0][2]  # a DE-Rainbow cell with complete seeds in the fixture
+    results = {}
+    for key, run in table2_results.items():
+        rule = "max" if key[0] == "spirl" else "one"
+        adopted = "de_rainbow_released_priority" if key[0] == "de_rainbow" and key[2] == game else ""
+        results[key] = dataclasses.replace(run, new_priority=rule, adopted_from=adopted)
+    cells = build_table("table2", make_params(), results, reference)
+    mine = cell(cells, game, "DE-Rainbow")
+    seeds = [k[3] for k in complete if k[2] == game]
+    assert mine["new_priority"] == "one" and mine["n_seeds"] == len(seeds) >= 1
+    assert mine["adopted"] == "; ".join(f"seed {s} from de_rainbow_released_priority" for s in seeds)
+    assert all(c["adopted"] == "" for c in cells if c["game"] != game)
+    md = to_markdown("table2", cells, "smoke")
+    rule_line = next(line for line in md.splitlines() if line.startswith("- new transitions' replay priority"))
+    assert "DE-Rainbow: one" in rule_line and "SPIRL, 100K: max" in rule_line
+    assert f"- {game}, DE-Rainbow: {mine['adopted']} (the same parameters" in md
+    mixed = {**results, complete[0]: dataclasses.replace(results[complete[0]], new_priority="max")}
+    assert cell(build_table("table2", make_params(), mixed, reference), game, "DE-Rainbow")["new_priority"] \
+        == "max, one"  # a cell whose seeds ran under different rules says so
+
+
 # ----------------------------------------------------------------------------------------------
 # Table 1 (left): pre-training time
 # ----------------------------------------------------------------------------------------------

@@ -34,6 +34,8 @@ class RunResult:
         points: the evaluation points as stored ({env_step, returns, ...}).
         wall_time_s: the job's wall time from run.json (nan when unknown).
         device: the device the run used ("" when unknown).
+        new_priority: replay.new_priority the run trained with, from run.json ("" when unknown).
+        adopted_from: the variant whose run this is, when workflow/scripts/adopt_runs.py adopted it ("" otherwise).
     """
 
     key: tuple[str, str, str, str]
@@ -44,6 +46,8 @@ class RunResult:
     points: tuple[dict, ...] = field(default=(), repr=False)
     wall_time_s: float = math.nan
     device: str = ""
+    new_priority: str = ""
+    adopted_from: str = ""
 
     @property
     def complete(self) -> bool:
@@ -111,9 +115,11 @@ def load_run(key: Sequence[str], eval_path: Path, run_path: Path, params: Params
               else check_points(points, steps, params.eval.n_envs) or why_run)
     wall = float(info.get("wall_time_s", math.nan)) if info else math.nan
     device = str(info.get("device_used", "")) if info else ""
+    priority = str(info.get("params", {}).get("replay", {}).get("new_priority", "")) if info else ""
+    adopted = str(info.get("adopted_from", {}).get("variant", "")) if info else ""
     score = math.nan if reason else final_metric(points, metric)
     return RunResult((variant, regime, game, seed), "incomplete" if reason else "complete", reason, metric, score,
-                     points, wall, device)
+                     points, wall, device, priority, adopted)
 
 
 def episode_rows(results: Sequence[RunResult]) -> list[dict]:

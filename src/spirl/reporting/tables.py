@@ -25,7 +25,7 @@ from spirl.reporting.timing import total_seconds
 REFERENCE_COLUMNS = ("table", "method", "variant", "regime", "game", "mean", "std", "unit", "source", "note")
 CELL_COLUMNS = ("table", "part", "game", "method", "variant", "regime", "metric", "unit", "n_seeds", "n_expected",
                 "mean", "std", "ci_low", "ci_high", "paper_mean", "paper_std", "paper_z", "paper_source", "status",
-                "note")
+                "new_priority", "adopted", "note")
 TITLES = {
     "table1": "Tab. 1: (left) pre-training time; (right) SPIRL vs MAE-All, 100K average",
     "table2": "Tab. 2: SPIRL vs baselines (100K: average at the end; 400K: best median)",
@@ -125,8 +125,11 @@ def measured_cell(runs: Sequence[RunResult], n_expected: int, reps: int, level: 
     """
     done = [r.score for r in runs if r.complete]
     problems = [f"seed {r.key[3]} {r.status}: {r.reason}" for r in runs if not r.complete]
+    complete = [r for r in runs if r.complete]
     out = {"n_seeds": len(done), "n_expected": n_expected, "mean": math.nan, "std": math.nan,
-           "ci_low": math.nan, "ci_high": math.nan, "note": "; ".join(problems), "_scores": done}
+           "ci_low": math.nan, "ci_high": math.nan, "note": "; ".join(problems), "_scores": done,
+           "new_priority": ", ".join(sorted({r.new_priority for r in complete if r.new_priority})),
+           "adopted": "; ".join(f"seed {r.key[3]} from {r.adopted_from}" for r in complete if r.adopted_from)}
     if not done:
         out["status"] = "missing" if all(r.status == "missing" for r in runs) else "incomplete"
         return out
@@ -368,4 +371,14 @@ def to_markdown(name: str, cells: Sequence[Mapping], profile: str) -> str:
               "episodes at the end; best_median: max over evaluation points of the median)."]
     if any(c["part"] == "aggregate" for c in cells):
         lines.append(f"- {AGGREGATE_NOTE}")
+    rules = {}  # method -> the new-sample priority rules its measured cells trained with
+    for c in cells:
+        if c.get("new_priority"):
+            rules.setdefault(c["method"], set()).update(c["new_priority"].split(", "))
+    if rules:
+        lines.append("- new transitions' replay priority (replay.new_priority, SPEC §8; one = 1, the released code's "
+                     "and the default since 2026-12; max = the current max priority, Rainbow's): "
+                     + "; ".join(f"{m}: {', '.join(sorted(r))}" for m, r in rules.items()) + ".")
+    lines += [f"- {c['game']}, {c['method']}: {c['adopted']} (the same parameters; workflow/scripts/adopt_runs.py)"
+              for c in cells if c.get("adopted")]
     return "\n".join(lines + notes) + "\n"
