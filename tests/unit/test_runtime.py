@@ -108,9 +108,12 @@ def test_setup_torch_on_cpu_sets_threads_and_claims_nothing(monkeypatch, tmp_pat
     finally:
         torch.set_num_threads(before)
     assert not any(tmp_path.iterdir())
-    assert R.autocast_dtype(CPU, torch.device("cpu"), "pretrain") is None
+    cpu = torch.device("cpu")
+    assert R.autocast_dtype(CPU, cpu, "pretrain") is None  # pre-training on a CPU: fp32 even though bf16 is set
+    assert R.autocast_dtype(CPU, cpu, "saliency") is None  # the selection: fp32 unless asked
     bf16 = replace(CPU, saliency_precision="bf16")
-    assert R.autocast_dtype(bf16, torch.device("cpu"), "saliency") is None
+    assert R.autocast_dtype(bf16, cpu, "saliency") == torch.bfloat16  # asked for: taken on a CPU too
+    assert R.autocast_dtype(bf16, cpu, "pretrain") is None
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
@@ -155,5 +158,7 @@ def test_committed_defaults_select_in_fp32_and_pretrain_in_bf16_on_a_gpu():
 
     runtime = load_params([REPO_ROOT / "params.yaml"]).runtime
     gpu = torch.device("cuda", 0)  # autocast_dtype only reads the device type
+    assert runtime.saliency_precision == "fp32"
     assert R.autocast_dtype(runtime, gpu, "saliency") is None
+    assert R.autocast_dtype(runtime, torch.device("cpu"), "saliency") is None
     assert R.autocast_dtype(runtime, gpu, "pretrain") == torch.bfloat16

@@ -132,16 +132,17 @@ def setup_torch(runtime: RuntimeParams, log: logging.Logger = LOG) -> torch.devi
 
 
 def autocast_dtype(runtime: RuntimeParams, device: torch.device, purpose: str) -> torch.dtype | None:
-    """The autocast dtype of one kind of work on `device`: bf16 on a GPU when the runtime asks for it, else None
-    (plain fp32; always on CPU).
+    """The autocast dtype of one kind of work on `device`, or None (plain fp32).
 
     Args:
-        purpose: "pretrain" (runtime.pretrain_precision, bf16 by default) or "saliency" (error maps, selection and
-            embeddings: runtime.saliency_precision, fp32 by default as in the released code).
+        purpose: "pretrain" (runtime.pretrain_precision, bf16 by default, taken on a GPU only: MAE pre-training on a
+            CPU is always fp32) or "saliency" (error maps, selection and embeddings: runtime.saliency_precision,
+            fp32 by default as in the released code; bf16 only where the parameter asks for it, on any device: a
+            CPU with AVX-512 bf16 runs the MAE's error maps about 1.5 times faster, issue 28).
     """
     choices = {"pretrain": runtime.pretrain_precision, "saliency": runtime.saliency_precision}
     if purpose not in choices:
         raise ValueError(f"purpose must be one of {sorted(choices)}, got {purpose!r}")
-    if device.type == "cuda" and choices[purpose] == "bf16":
+    if choices[purpose] == "bf16" and (device.type == "cuda" or purpose == "saliency"):
         return torch.bfloat16
     return None
