@@ -5,6 +5,7 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
+GAME ?= Frostbite
 PROFILE ?= smoke
 JOBS ?= 2
 # Test workers (pytest-xdist): one per core; whole files go to one worker, so a module's fixtures are built once;
@@ -26,7 +27,7 @@ SMK_PROFILE_ARGS := $(if $(filter full,$(PROFILE)),,--configfile conf/$(PROFILE)
 DVC_FILE := $(if $(filter full,$(PROFILE)),dvc.yaml,pipelines/$(PROFILE)/dvc.yaml)
 
 .PHONY: setup objects-env smoke test lint dvc-yaml sync-dvc sync-smk dvc-repro dvc-smoke bench-env clean-smoke \
-	tables-now report-now desk desk-evidence desk-restore rehearsal slurm-up slurm-status slurm-down dvc-remote
+	tables-now report-now desk desk-evidence desk-models desk-restore rehearsal slurm-up slurm-status slurm-down dvc-remote
 
 setup: $(VENV)/.installed objects-env
 
@@ -75,6 +76,11 @@ desk: setup
 # and run records (never frames, models or weights). The script needs only the standard library: no `setup` first.
 desk-evidence:
 	python3 workflow/scripts/desk_evidence.py save
+
+# The desk's small trained models of one game (the MAE, the Wu mask, or the Wu mask's resume checkpoint while it
+# trains) to reports/desk/models/, so a later sitting restores them (`make desk-restore`) instead of training again.
+desk-models:
+	python3 workflow/scripts/desk_evidence.py save-models --game $(GAME)
 
 # The way back: put the committed records where the pipeline reads them, never over a file that exists, so that
 # `make desk-restore report-now PROFILE=desk` on a fresh clone (or after the work folders were lost) rebuilds the

@@ -97,6 +97,34 @@ def test_desk_evidence_then_restore_round_trips_the_records_only(tmp_path):
 
 
 @needs_make
+def test_desk_models_saves_the_models_or_the_wu_checkpoint_and_restore_puts_them_back(tmp_path):
+    root = _checkout(tmp_path)
+    _write(root / "data/desk" / MAE / "model.npz", "mae weights")
+    _write(root / "work/desk" / WU / "checkpoint.pt", "wu checkpoint at update 9000")
+    _write(root / "data/desk/frames/Frostbite/frames.npz", "frames: never saved")
+    _write(root / "results/desk/runs.csv", "runs")  # `restore` needs the records folders too
+    _write(root / "data/desk/frames/Frostbite/run.json", "frames run")
+    _make(root, "desk-evidence")
+    _make(root, "desk-models", "GAME=Frostbite")
+    models = root / "reports/desk/models"
+    assert _files(models) == {Path("data") / MAE / "model.npz", Path("work") / WU / "checkpoint.pt"}
+    _write(root / "data/desk" / WU / "model.npz", "wu weights")  # training finished: the model, not the checkpoint
+    shutil.rmtree(models)
+    _make(root, "desk-models")
+    assert _files(models) == {Path("data") / MAE / "model.npz", Path("data") / WU / "model.npz"}
+    _write(models / "work" / WU / "checkpoint.pt", "an older checkpoint")
+    for folder in ("data", "work", "results"):
+        shutil.rmtree(root / folder)
+    _write(root / "data/desk" / MAE / "model.npz", "a newer MAE")  # exists: left alone
+    _make(root, "desk-restore")
+    assert (root / "data/desk" / MAE / "model.npz").read_text() == "a newer MAE"
+    assert (root / "data/desk" / WU / "model.npz").read_text() == "wu weights"
+    assert (root / "work/desk" / WU / "checkpoint.pt").read_text() == "an older checkpoint"
+    assert (root / "results/desk/runs.csv").read_text() == "runs"
+    assert _make(root, "desk-models", "GAME=Seaquest", check=False).returncode != 0  # nothing of that game
+
+
+@needs_make
 def test_desk_evidence_without_results_fails_naming_the_folder(tmp_path):
     root = _checkout(tmp_path)
     (root / "data/desk").mkdir(parents=True)
