@@ -266,7 +266,7 @@ def direct_reports(tmp, params, game: str) -> dict[str, dict]:
         for start in range(0, N_FRAMES, BATCH):  # saliency.batch_frames frames per call, in order
             parts.append(score[scorer](slice(start, start + BATCH)))
         indices, _ = select_batched(torch.cat(parts), "dynamic", k_max, params.saliency.xscale)
-        report = lambda rows: recall_report(  # noqa: E731
+        report = lambda rows, indices=indices: recall_report(  # noqa: E731
             indices.numpy()[rows], [objects[r] for r in rows], frame_px=E2E_SIZE, patch_px=8,
             n_boot=params.report.bootstrap_reps, ci_level=params.report.ci_level,
             rng=np.random.default_rng(derive_seed(params.report.seed, "saliency-quality", game)))

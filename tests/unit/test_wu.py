@@ -36,11 +36,11 @@ from spirl.saliency.wu.training import fingerprint as wu_fingerprint
 from spirl.saliency.wu.training import (
     load_model,
     new_run,
+    on_plateau,
     save_model,
     settings_from_params,
     total_updates,
     train_step,
-    on_plateau,
     train_until,
     updates_per_epoch,
     wu_seeds,

@@ -114,8 +114,8 @@ def quality_markdown(rows: Sequence[Mapping[str, Any]], profile: str | None = No
                   "| game | scorer | " + " | ".join(f"{MOTION_LABELS[g]}" for g in groups) + " |",
                   "|---|---|" + "---|" * len(groups)]
         for row in rows:
-            cells = [f"{_fmt(row.get(f'recall_{g}'), 3)} ({_fmt(row.get(f'lift_{g}'), 2)}); {row.get(f'frames_{g}', 0)} "
-                     "frames" for g in groups]
+            cells = [f"{_fmt(row.get(f'recall_{g}'), 3)} ({_fmt(row.get(f'lift_{g}'), 2)}); "
+                     f"{row.get(f'frames_{g}', 0)} frames" for g in groups]
             lines.append(f"| {row['game']} | {row['scorer']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
