@@ -98,11 +98,14 @@ def test_desk_profile_plans_exactly_its_slice_of_the_paper():
     assert names == [*(f"collect-{g}" for g in games), "pretrain_mae-Frostbite", "estimate_mr-Frostbite",
                      "saliency_figures-Frostbite", "pretrain_wu-Frostbite", *criteria, "objects-Frostbite",
                      "saliency_quality-Frostbite", "fig8", "quality_table",
-                     *(f"train-de_rainbow-100k-{g}-0" for g in games), "train-spirl-100k-Frostbite-0",
-                     "train-spirl_framediff-100k-Frostbite-0", "train-spirl_wu-100k-Frostbite-0",
-                     "train-spirl_random-100k-Frostbite-0", "aggregate",
-                     "table-table2", "table-table11", "table-criteria", "publish-table2", "publish-table11",
-                     "publish-criteria", "figures", "fig6-Frostbite", "report"]
+                     "train-spirl-100k-Frostbite-0", *(f"train-mae_all-100k-Frostbite-{s}" for s in (0, 1)),
+                     *(f"train-{v}-100k-{g}-{s}" for v in ("de_rainbow", "de_rainbow_p") for g in games
+                       for s in (0, 1)),
+                     *(f"train-{v}-100k-Frostbite-{s}" for v in ("spirl_framediff", "spirl_wu", "spirl_random")
+                       for s in (0, 1)), "aggregate",
+                     *(f"{stage}-{t}" for stage in ("table", "publish") for t in ("table1", "table2", "table11",
+                                                                                  "criteria")),
+                     "figures", "fig6-Frostbite", "report"]
     # the paper's settings: nothing of the method or agent differs from params.yaml but the profile's scope (and
     # how often a run is checkpointed)
     full = params("full")
@@ -127,7 +130,8 @@ def test_a_table_run_may_name_a_subset_of_the_games():
     """experiment.tables.X.runs[i].games: that run only on those games (desk: SPIRL on Frostbite alone)."""
     p = params("desk")
     runs = [tuple(r.values()) for r in P.table_runs(p, "table2")]
-    assert runs == [("de_rainbow", "100k", g, "0") for g in ("Frostbite", "MsPacman", "Seaquest", "BattleZone")] + [
+    games = ("Frostbite", "MsPacman", "Seaquest", "BattleZone")
+    assert runs == [(v, "100k", g, s) for v in ("de_rainbow", "de_rainbow_p") for g in games for s in "01"] + [
         ("spirl", "100k", "Frostbite", "0")]
 
 
