@@ -41,6 +41,12 @@ class RecordingCueEnv(CueEnv):
 
 def setup(variant: str, steps: int = STEPS, eval_checkpoint_every_s: float = 600.0):
     params = resolve_variant(load_params([REPO_ROOT / "params.yaml"]), variant)
+    if variant == "spirl":
+        # Exact equality of every action needs no greedy argmax within float rounding over the 340 steps. At the
+        # default priority 1 this tiny SPIRL pair meets one: seed 1's losses agree to ~1e-7 up to env step 192,
+        # drift by 7e-6 at 200 and its actions part at step 222 (measured 2026-12-08; not yet traced to the op).
+        # SPIRL keeps max priority here, where these steps meet none; DE-Rainbow runs at the default.
+        params = replace(params, replay=replace(params.replay, new_priority="max"))
     train = replace(
         params.train, multi_step=3, lr=1e-3, learn_start_env_steps=LEARN_START, target_update_updates=50,
         batch_size=8, eval_checkpoint_every_s=eval_checkpoint_every_s,
