@@ -5,14 +5,33 @@
 - The longest test files run first, so `--dist loadfile` hands them to different workers at the start instead
   of leaving one of them alone at the end. The list is ordered by measured duration (2-core CPU, serial run);
   every other file keeps pytest's order.
+- the `load_bench` fixture imports a bench/ script as a module (the benchmarks are scripts, not a package).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from types import ModuleType
 
 import pytest
 import torch
+
+from spirl.params import REPO_ROOT
+
+
+def _import_bench(name: str) -> ModuleType:
+    """bench/<name>.py imported as a module."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO_ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def load_bench():
+    """A function importing bench/<name>.py as a module (the benchmarks are scripts, not a package)."""
+    return _import_bench
 
 LONGEST_FIRST = (
     "integration/test_smoke_dag.py",  # ~280 s: the whole DAG with Snakemake and with DVC (480 s before its copy held

@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import torch
 
-from spirl.params import REPO_ROOT
 
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("bf16_bench", REPO_ROOT / "bench" / "bf16_agreement.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_ranks_follow_the_stable_sort():
-    bench = _bench()
+def test_ranks_follow_the_stable_sort(load_bench):
+    bench = load_bench("bf16_agreement")
     errors = torch.tensor([[3.0, 1.0, 2.0, 1.0]])
     assert bench.ranks(errors).tolist() == [[3, 0, 2, 1]]  # the tie 1.0 keeps index order
 
 
-def test_agreement_of_equal_and_of_swapped_maps():
-    bench = _bench()
+def test_agreement_of_equal_and_of_swapped_maps(load_bench):
+    bench = load_bench("bf16_agreement")
     base = torch.tensor([[0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 2.0, 9.0],
                          [0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 2.0, 9.0]])
     same = bench.agreement(base, base.clone(), 3, 1.0)

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import torch
 
 from spirl.params import REPO_ROOT, load_params
 
 
-def _learner_bench():
-    spec = importlib.util.spec_from_file_location("learner_bench", REPO_ROOT / "bench" / "learner.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_flops_of_a_linear_layer_forward_and_backward():
-    bench = _learner_bench()
+def test_flops_of_a_linear_layer_forward_and_backward(load_bench):
+    bench = load_bench("learner")
     layer = torch.nn.Linear(3, 2)
     x = torch.ones(4, 3)
     assert bench.flops_of(lambda: layer(x))["gflop"] * 1e9 == 2 * 4 * 3 * 2
@@ -25,8 +16,8 @@ def test_flops_of_a_linear_layer_forward_and_backward():
     assert bench.flops_of(lambda: layer(x).sum().backward())["gflop"] * 1e9 == 2 * (2 * 4 * 3 * 2)
 
 
-def test_de_rainbow_update_is_three_forward_passes_and_one_backward():
-    bench = _learner_bench()
+def test_de_rainbow_update_is_three_forward_passes_and_one_backward(load_bench):
+    bench = load_bench("learner")
     params = load_params([REPO_ROOT / "params.yaml"])
     counts = bench.VariantBench(params, "de_rainbow", "Seaquest", torch.device("cpu"), 0.1).flops()["update"]
     batch = params.train.batch_size
