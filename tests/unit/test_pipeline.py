@@ -44,7 +44,10 @@ def test_training_runs_read_only_what_their_variant_needs():
 def test_table14_runs_only_on_seaquest_and_runs_are_unique():
     runs = P.training_runs(params())
     keys = [tuple(r.values()) for r in runs]
-    assert len(keys) == len(set(keys)) == 330 + 3 * 4 * 5  # the paper's 330 + the criteria table's 3 scorers
+    # the paper's 330 + the criteria table's 3 scorers + the MLR table's mlr, mlr_base, der_mlr (4 games, 5 seeds)
+    assert len(keys) == len(set(keys)) == 330 + 3 * 4 * 5 + 3 * 4 * 5
+    assert {(r["variant"], r["regime"]) for r in runs if "mlr" in r["variant"]} == {
+        ("mlr", "100k"), ("mlr_base", "100k"), ("der_mlr", "100k")}
     assert {r["game"] for r in runs if r["variant"] == "spirl_pad_masked"} == {"Seaquest"}
 
 
@@ -109,7 +112,8 @@ def test_desk_profile_plans_exactly_its_slice_of_the_paper():
     # the paper's settings: nothing of the method or agent differs from params.yaml but the profile's scope (and
     # how often a run is checkpointed)
     full = params("full")
-    for section in ("atari", "collect", "mae", "saliency", "wu", "criteria", "agent", "replay", "eval", "runtime"):
+    for section in ("atari", "collect", "mae", "saliency", "wu", "criteria", "agent", "replay", "mlr", "eval",
+                    "runtime"):
         assert getattr(p, section) == getattr(full, section), section
     assert p.train == replace(full.train, checkpoint_every_env_steps=2000)
     report = P.report_job(p)

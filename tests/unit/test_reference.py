@@ -145,6 +145,18 @@ VARIANT = {
 PAPER.update({("criteria", method, "100k", game): PAPER[("table2", method, "100k", game)]
               for method in ("SPIRL", "DE-Rainbow") for game in (F, M, S, B)})
 
+# The MLR table (ours, SPEC §15.9): MLR's full-score table as its repository reproduces it (figs/Atari_Full.png),
+# typed from SPEC §15.9; no stds printed. Beside them the paper's Tab. 2 DE-Rainbow and SPIRL values.
+MLR_PAPER = {"DER (MLR paper)": (871.0, 1187.4, 304.6, 8977.0), "SPR (MLR paper)": (1170.7, 1318.4, 558.1, 14834.1),
+             "MLR Baseline": (994.3, 1320.9, 471.9, 13076.7), "MLR": (2381.1, 1481.3, 628.3, 16080.0)}
+PAPER.update({("table_mlr", method, "100k", game): (value, None) for method, values in MLR_PAPER.items()
+              for game, value in zip((F, M, S, B), values, strict=True)})
+PAPER.update({("table_mlr", method, "100k", game): PAPER[("table2", method, "100k", game)]
+              for method in ("SPIRL", "DE-Rainbow") for game in (F, M, S, B)})
+VARIANT.update({("table_mlr", "DER (MLR paper)"): "", ("table_mlr", "SPR (MLR paper)"): "",
+                ("table_mlr", "MLR Baseline"): "mlr_base", ("table_mlr", "MLR"): "mlr",
+                ("table_mlr", "DE-Rainbow"): "de_rainbow", ("table_mlr", "SPIRL"): "spirl"})
+
 # Random / human scores used for human normalisation (as in DER, rliable)
 NORMALIZATION = {F: (65.2, 4334.7), M: (307.3, 6951.6), S: (68.4, 42054.7), B: (2360.0, 37187.5)}
 
@@ -173,7 +185,8 @@ def test_every_file_row_is_transcribed(rows):
     keys = [key(r) for r in rows if r.table != "normalization"]
     assert len(keys) == len(set(keys)), "duplicate (table, method, regime, game) rows"
     assert set(keys) == set(PAPER)
-    assert len(keys) == len(PAPER) == 8 + 3 + 27 + 24 + 8 + 3 + 16 + 8  # tab. 1, 8, 2, 3, 11, 14, 15, criteria
+    assert len(keys) == len(PAPER) == 8 + 3 + 27 + 24 + 8 + 3 + 16 + 8 + 24  # tab. 1, 8, 2, 3, 11, 14, 15, criteria,
+    #                                                                           MLR
 
 
 def test_variants_and_units(rows):

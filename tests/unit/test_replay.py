@@ -13,10 +13,11 @@ CHI2_CRIT_001 = {36: 67.985}
 
 
 def _buffer(capacity, stack, n_step, gamma=0.5, alpha=0.5, new_priority="one", seed=0, shape=(6, 6), dtype=np.uint8,
-            is_weight_norm="batch"):
+            is_weight_norm="batch", exclude_newest=0):
     """A PrioritizedReplay with a seeded generator; frames [6, 6] uint8 unless told."""
     return PrioritizedReplay(
-        capacity, shape, dtype, stack, n_step, gamma, alpha, new_priority, is_weight_norm, np.random.default_rng(seed)
+        capacity, shape, dtype, stack, n_step, gamma, alpha, new_priority, is_weight_norm, np.random.default_rng(seed),
+        exclude_newest=exclude_newest,
     )
 
 
@@ -41,13 +42,14 @@ def _times(buf, slots):
     return count - 1 - (count - 1 - np.asarray(slots)) % buf.capacity
 
 
-def _ref_valid(history, capacity, stack, n_step):
-    """Naive validity of every stored time: {t} with rows t-stack+1..t+n (cut after a terminal) stored."""
+def _ref_valid(history, capacity, stack, n_step, exclude_newest=0):
+    """Naive validity of every stored time: {t} with rows t-stack+1..t+n (cut after a terminal) stored, not among the
+    newest `exclude_newest` rows."""
     count = len(history)
     oldest = count - min(count, capacity)
     terms = [term for _, term in history]
     valid = set()
-    for t in range(oldest, count):
+    for t in range(oldest, count - exclude_newest):
         past = t - stack + 1 >= oldest or oldest == 0
         future = t + n_step <= count - 1 or any(terms[t : min(t + n_step, count)])
         if past and future:
@@ -408,3 +410,96 @@ def test_state_dict_holds_the_filled_rows_and_restores_any_buffer_exactly():
     short = {**saved, "frames": saved["frames"][:10]}
     with pytest.raises(ValueError, match="frames: saved 10 rows, the buffer's count needs 20 to 50"):
         fresh.load_state_dict(short)
+
+
+# ----------------------------------------------------------------------------- MLR windows (SPEC §15.1)
+
+
+@pytest.mark.parametrize(("capacity", "stack", "n_step", "exclude"), [(60, 4, 10, 27), (30, 2, 3, 5), (45, 4, 20, 0)])
+def test_tree_excludes_the_newest_rows_exactly(capacity, stack, n_step, exclude):
+    rng = np.random.default_rng(exclude)
+    buf = _buffer(capacity, stack, n_step, new_priority="max", seed=3, exclude_newest=exclude)
+    history = []
+    for _ in range(3 * capacity):
+        _fill(buf, history, {len(history)} if rng.random() < 0.1 else set(), 1)
+        if len(buf) > 0 and rng.random() < 0.3:
+            buf.update_priorities(rng.integers(0, len(buf), 3), rng.random(3) * 3)
+        leaves = buf.tree.get(np.arange(capacity))
+        expected = {t % capacity for t in _ref_valid(history, capacity, stack, n_step, exclude)}
+        assert {int(s) for s in np.flatnonzero(leaves)} == expected
+
+
+def test_windows_never_start_in_the_newest_27_rows():
+    """MLR's replay (n 10, T 16): 1 + n + T = 27 newest start indices are never sampled, terminals or not."""
+    buf = _buffer(400, 4, 10, exclude_newest=27, seed=5)
+    history, rng = [], np.random.default_rng(5)
+    terminals = {t for t in range(300) if rng.random() < 0.05}
+    for chunk in (40, 1, 26, 60, 13, 100):
+        _fill(buf, history, terminals, chunk)
+        for _ in range(50):
+            times = _times(buf, buf.sample(32, 0.4, window=16)["indices"])
+            assert times.max() <= len(history) - 28
+
+
+def _ref_window(history, t, length, stack, shape, dtype):
+    """Naive window: steps after the first terminal row repeat its stack; actions as stored; alive before it."""
+    terms = [term for _, term in history]
+    first = next((k for k in range(length) if t + k < len(history) and terms[t + k]), None)
+    obs, actions, alive = [], [], []
+    for k in range(length):
+        source = t + k if first is None or k <= first else t + first
+        obs.append(_ref_stack(history, source, stack, shape, dtype))
+        actions.append((t + k) % 7 if t + k < len(history) else 0)
+        alive.append(first is None or k < first)
+    return np.stack(obs), np.array(actions), np.array(alive)
+
+
+def test_windows_equal_the_naive_reference_and_repeat_after_an_episode_end():
+    buf = _buffer(200, 4, 10, exclude_newest=27, seed=9)
+    history = []
+    _fill(buf, history, {12, 40, 41, 90}, 150)
+    seen_cut = False
+    for _ in range(40):
+        batch = buf.sample(16, 0.5, window=16)
+        for b, t in enumerate(_times(buf, batch["indices"]).tolist()):
+            obs, actions, alive = _ref_window(history, t, 16, 4, (6, 6), np.uint8)
+            np.testing.assert_array_equal(batch["window_obs"][b], obs)
+            np.testing.assert_array_equal(batch["window_actions"][b], actions)
+            np.testing.assert_array_equal(batch["window_alive"][b], alive)
+            np.testing.assert_array_equal(batch["window_obs"][b, 0], batch["obs"][b])  # step 0 is the RL input
+            seen_cut |= not alive.all()
+    assert seen_cut
+
+
+def test_window_hand_case_across_an_episode_end():
+    """Rows 0..29, terminal at 12; the window from t = 5: steps 0..7 are rows 5..12, steps 8..15 repeat row 12."""
+    buf = _buffer(64, 2, 15, seed=0)
+    history = []
+    _fill(buf, history, {12}, 30)
+    window = buf._windows(np.array([5]), 16)
+    frames = window["window_obs"][0, :, -1, 0, 0]  # newest frame of each step's stack: value time + 1
+    np.testing.assert_array_equal(frames, [6, 7, 8, 9, 10, 11, 12, 13] + [13] * 8)
+    np.testing.assert_array_equal(window["window_actions"][0], [t % 7 for t in range(5, 21)])
+    np.testing.assert_array_equal(window["window_alive"][0], [True] * 7 + [False] * 9)
+    np.testing.assert_array_equal(window["window_obs"][0, 8:, 0, 0, 0], [12] * 8)  # the repeated stack's older frame
+
+
+def test_window_longer_than_the_written_rows_guarantee_is_refused():
+    buf = _buffer(64, 4, 3, exclude_newest=5)
+    _fill(buf, [], set(), 30)
+    with pytest.raises(ValueError, match="window 16 needs n_step or exclude_newest >= 15"):
+        buf.sample(4, 0.5, window=16)
+    with pytest.raises(ValueError, match="exclude_newest must be in"):
+        _buffer(64, 4, 3, exclude_newest=64)
+
+
+def test_a_checkpoint_saved_before_exclude_newest_loads():
+    buf = _buffer(50, 4, 5, seed=1)
+    _fill(buf, [], {7}, 30)
+    state = buf.state_dict()
+    state["config"] = state["config"][:6]  # the 6-entry config of older checkpoints
+    restored = _buffer(50, 4, 5, seed=1)
+    restored.load_state_dict(state)
+    np.testing.assert_array_equal(restored.tree.get(np.arange(50)), buf.tree.get(np.arange(50)))
+    with pytest.raises(ValueError, match="differs"):
+        _buffer(50, 4, 5, exclude_newest=3).load_state_dict(state)

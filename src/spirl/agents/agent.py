@@ -5,6 +5,10 @@ The encoder is chosen by the variant's base method: `spirl` -> the patch transfo
 (K_max, 64) embedding matrices; `de_rainbow` -> the data-efficient CNN on stacked pixels (gray84 or rgb96).
 Noise: the online and target networks draw fresh noise once per update (from the agent's generator);
 acting uses the online network's current noise; evaluation uses the mean weights (noise off).
+Options of other recipes (MLR, SPEC §15.8): the encoder's output min-max renormalised (`agent.latent_renorm`), every
+RL input of an update augmented (`train.augment`: the online input, and separately the double-DQN and target inputs
+of the next observation; never when acting), and an auxiliary MLR branch (spirl.agents.mlr.branch) whose loss is
+added with weight λ, under its two clipping groups instead of one.
 """
 
 from __future__ import annotations
@@ -17,7 +21,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from spirl.agents.networks import PatchTransformerEncoder, PixelEncoder
+from spirl.agents.mlr.augment import augment
+from spirl.agents.mlr.branch import MLRBranch
+from spirl.agents.mlr.loss import clip_groups
+from spirl.agents.networks import PatchTransformerEncoder, PixelEncoder, minmax_renorm
 from spirl.agents.rainbow import DuelingC51Head, c51_loss, double_dqn_target, expected_q, support
 from spirl.params import AgentParams, TrainParams
 
@@ -49,9 +56,9 @@ def real_rows(x: torch.Tensor) -> torch.Tensor:
 class QNetwork(nn.Module):
     """Encoder + dueling C51 head: stacks [B, F, *frame shape] -> log-probabilities [B, A, atoms]."""
 
-    def __init__(self, spec: FrameSpec, encoder: nn.Module, head: DuelingC51Head) -> None:
+    def __init__(self, spec: FrameSpec, encoder: nn.Module, head: DuelingC51Head, renorm: bool = False) -> None:
         super().__init__()
-        self.spec, self.encoder, self.head = spec, encoder, head
+        self.spec, self.encoder, self.head, self.renorm = spec, encoder, head, renorm
 
     def prepare(self, stacks: torch.Tensor) -> torch.Tensor:
         """Stored frames as the encoder reads them: uint8 pixels scaled to [0, 1] floats (what PixelEncoder does to
@@ -67,7 +74,8 @@ class QNetwork(nn.Module):
             return self.encoder(x, real_rows(x))
         if self.spec.kind == "rgb96":
             stacks = stacks.permute(0, 1, 4, 2, 3).flatten(1, 2)  # [B, F*3, H, W]
-        return self.encoder(stacks)  # [B, F, 84, 84] gray stacks are channels already
+        latent = self.encoder(stacks)  # [B, F, 84, 84] gray stacks are channels already
+        return minmax_renorm(latent) if self.renorm else latent
 
     def forward(self, stacks: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(stacks))
@@ -90,26 +98,39 @@ def build_qnetwork(spec: FrameSpec, agent: AgentParams, n_actions: int, frames: 
                                list(agent.cnn_paddings), spec.shape[0], generator=generator)
     head = DuelingC51Head(encoder.output_size, agent.hidden_size, n_actions, agent.atoms, agent.noisy_sigma0,
                           generator=generator)
-    return QNetwork(spec, encoder, head)
+    if agent.latent_renorm and spec.kind == "embeddings":
+        raise ValueError("agent.latent_renorm is for the pixel CNN (MLR's renorm); the patch transformer has none")
+    return QNetwork(spec, encoder, head, renorm=agent.latent_renorm)
 
 
 class Agent:
     """Online and target networks, Adam, and the update rule of SPEC §8."""
 
     def __init__(self, network: QNetwork, agent: AgentParams, train: TrainParams, device: torch.device,
-                 generator: torch.Generator, compile: bool = False) -> None:
+                 generator: torch.Generator, compile: bool = False, mlr: MLRBranch | None = None,
+                 mlr_weight: float = 1.0, augment_generator: torch.Generator | None = None) -> None:
+        """Args beyond the networks': mlr, the MLR branch (built on `network`) and its weight λ; augment_generator,
+        the draws of `train.augment` (required unless it is "none")."""
+        if train.augment != "none" and augment_generator is None:
+            raise ValueError(f"train.augment = {train.augment!r} needs an augment_generator")
         self.online = network.to(device)
         self.target = copy.deepcopy(self.online)
         for p in self.target.parameters():
             p.requires_grad_(False)
-        # runtime.compile_learner: the update's three forward passes (and the backward) through torch.compile; acting
-        # and the saved weights stay on the plain modules. Compiling is paid in the first update (compile_seconds).
+        # runtime.compile_learner: the update's three forward passes (and the backward) through torch.compile; acting,
+        # the MLR branch and the saved weights stay on the plain modules. Compiling is paid in the first update
+        # (compile_seconds).
         self._online_fn = torch.compile(self.online) if compile else self.online
         self._target_fn = torch.compile(self.target) if compile else self.target
         self.compiled, self.compile_seconds, self._warm = compile, 0.0, not compile
         # fused: one kernel for every parameter, on CPU too (4-5x faster than the per-parameter loop there; the same
         # update to float rounding, tests/test_agent.py)
-        self.optimizer = torch.optim.Adam(self.online.parameters(), lr=train.lr, eps=train.adam_eps, fused=True)
+        self.mlr, self.mlr_weight, self.augment_generator = mlr, mlr_weight, augment_generator
+        self.mlr_loss = torch.tensor(float("nan"))  # L_MLR of the latest update (unweighted by λ)
+        if mlr is not None:
+            mlr.to(device)
+        trained = [*self.online.parameters(), *(p for p in (mlr.parameters() if mlr else ()) if p.requires_grad)]
+        self.optimizer = torch.optim.Adam(trained, lr=train.lr, eps=train.adam_eps, fused=True)
         self.support = support(agent.v_min, agent.v_max, agent.atoms).to(device)
         self.train_params, self.device, self.generator = train, device, generator
         self.updates = 0
@@ -128,22 +149,42 @@ class Agent:
         finally:
             self.online.train()
 
+    def _augmented(self, stacks: torch.Tensor) -> torch.Tensor:
+        """An RL input as the networks read it, augmented per image if `train.augment` says so."""
+        x = self.online.prepare(stacks)
+        return x if self.train_params.augment == "none" else augment(x, self.augment_generator)
+
     def learn(self, batch: dict[str, np.ndarray]) -> tuple[float, np.ndarray]:
-        """One update on a sampled batch; returns (loss, new priorities [B] = per-sample cross-entropy)."""
+        """One update on a sampled batch; returns (RL loss, new priorities [B] = per-sample cross-entropy).
+
+        With the MLR branch the batch also holds window_obs, window_actions and window_alive (replay windows).
+        """
         first = not self._warm
         started = time.perf_counter()
         t = {k: torch.as_tensor(v, device=self.device) for k, v in batch.items()}
         self.online.reset_noise(self.generator)
         self.target.reset_noise(self.generator)
-        log_probs = self._online_fn(t["obs"])  # [B, A, atoms]
+        log_probs = self._online_fn(self._augmented(t["obs"]))  # [B, A, atoms]
         with torch.no_grad():
-            next_obs = self.online.prepare(t["next_obs"])  # read by both networks: converted once
-            target = double_dqn_target(self._online_fn(next_obs), self._target_fn(next_obs),
+            if self.train_params.augment == "none":
+                next_online = next_target = self.online.prepare(t["next_obs"])  # read by both: converted once
+            else:  # separately augmented inputs of the double-DQN argmax and of the target network
+                next_online, next_target = self._augmented(t["next_obs"]), self._augmented(t["next_obs"])
+            target = double_dqn_target(self._online_fn(next_online), self._target_fn(next_target),
                                        t["returns"].float(), t["discounts"].float(), self.support)  # [B, atoms]
         loss, per_sample = c51_loss(log_probs, t["actions"].long(), target, t["weights"].float())
+        total = loss
+        if self.mlr is not None:
+            mlr_loss = self.mlr.loss(self.online, t["window_obs"], t["window_actions"], t["window_alive"],
+                                     t["weights"].float())
+            total, self.mlr_loss = loss + self.mlr_weight * mlr_loss, mlr_loss.detach()
+            self.mlr.after_forward(self.online)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(self.online.parameters(), self.train_params.grad_clip_norm)
+        total.backward()
+        if self.mlr is None:
+            nn.utils.clip_grad_norm_(self.online.parameters(), self.train_params.grad_clip_norm)
+        else:
+            clip_groups(self.mlr.clip_groups(self.online), self.train_params.grad_clip_norm)
         self.optimizer.step()
         self.updates += 1
         if self.updates % self.train_params.target_update_updates == 0:
@@ -154,9 +195,15 @@ class Agent:
         return out
 
     def state_dict(self) -> dict:
-        return {"online": self.online.state_dict(), "target": self.target.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "updates": self.updates,
-                "generator": self.generator.get_state()}
+        state = {"online": self.online.state_dict(), "target": self.target.state_dict(),
+                 "optimizer": self.optimizer.state_dict(), "updates": self.updates,
+                 "generator": self.generator.get_state()}
+        if self.augment_generator is not None:
+            state["augment_generator"] = self.augment_generator.get_state()
+        if self.mlr is not None:
+            state["mlr"] = {"modules": self.mlr.state_dict(), "mask_rng": self.mlr.mask_rng.bit_generator.state,
+                            "augment_rng": self.mlr.augment_rng.get_state()}
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.online.load_state_dict(state["online"])
@@ -164,3 +211,9 @@ class Agent:
         self.optimizer.load_state_dict(state["optimizer"])
         self.updates = state["updates"]
         self.generator.set_state(state["generator"])
+        if self.augment_generator is not None:
+            self.augment_generator.set_state(state["augment_generator"])
+        if self.mlr is not None:
+            self.mlr.load_state_dict(state["mlr"]["modules"])
+            self.mlr.mask_rng.bit_generator.state = state["mlr"]["mask_rng"]
+            self.mlr.augment_rng.set_state(state["mlr"]["augment_rng"])

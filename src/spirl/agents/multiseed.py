@@ -61,6 +61,9 @@ class StackedAgents:
             raise ValueError(f"StackedAgents needs at least 2 agents, got {len(agents)}")
         self.agents = list(agents)
         first = self.agents[0]
+        if first.mlr is not None or first.train_params.augment != "none":
+            raise ValueError("runtime.seeds_per_job > 1 trains plain Rainbow agents only: an MLR branch or "
+                             "train.augment needs runtime.seeds_per_job 1")
         shapes = {k: v.shape for k, v in first.online.state_dict().items()}
         for agent in self.agents[1:]:
             if {k: v.shape for k, v in agent.online.state_dict().items()} != shapes:

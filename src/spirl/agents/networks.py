@@ -244,28 +244,32 @@ def _check_transformer_args(token_dim: int, heads: int, pool: str, padding: str,
 
 
 class PixelEncoder(nn.Module):
-    """Data-efficient Rainbow CNN (SPEC §9.4): Conv → ReLU → Conv → ReLU → flatten.
+    """Pixel CNN of the pixel agents: (Conv → ReLU) per layer → flatten; layers `conv1`, `conv2`, ... in order.
 
-    Paper settings: 4 stacked gray 84×84 frames, channels [32, 64], kernels [5, 5], strides [5, 5], paddings [3, 1]
-    → 84 → 18 → 4, output 64·4·4 = 1024. With rgb96 (12 channels, 96×96): 96 → 20 → 4, also 1024.
+    DE-Rainbow (SPEC §9.4): 4 stacked gray 84×84 frames, channels [32, 64], kernels [5, 5], strides [5, 5], paddings
+    [3, 1] → 84 → 18 → 4, output 64·4·4 = 1024 (rgb96: 12 channels, 96 → 20 → 4, also 1024).
+    Nature CNN (MLR, SPEC §15.4): channels [32, 64, 64], kernels [8, 4, 3], strides [4, 2, 1], paddings 0 →
+    84 → 20 → 9 → 7, output 64·7·7 = 3136.
     """
 
     def __init__(self, in_channels: int, channels: list[int], kernels: list[int], strides: list[int],
                  paddings: list[int], input_size: int, generator: torch.Generator | None = None) -> None:
         super().__init__()
-        if not len(channels) == len(kernels) == len(strides) == len(paddings) == 2:
-            raise ValueError("channels, kernels, strides and paddings must each have 2 entries")
-        self.in_channels, self.input_size = in_channels, input_size
+        if not len(channels) == len(kernels) == len(strides) == len(paddings) >= 1:
+            raise ValueError("channels, kernels, strides and paddings must have the same number (>= 1) of entries, "
+                             f"got {len(channels)}, {len(kernels)}, {len(strides)}, {len(paddings)}")
+        self.in_channels, self.input_size, self.layers = in_channels, input_size, len(channels)
         with _build_context(generator):
-            self.conv1 = nn.Conv2d(in_channels, channels[0], kernels[0], strides[0], paddings[0])
-            self.conv2 = nn.Conv2d(channels[0], channels[1], kernels[1], strides[1], paddings[1])
+            for i, (c_in, c_out) in enumerate(zip([in_channels, *channels[:-1]], channels, strict=True)):
+                self.add_module(f"conv{i + 1}", nn.Conv2d(c_in, c_out, kernels[i], strides[i], paddings[i]))
         _init_layers(self, generator)
         side = input_size
         for k, s, p in zip(kernels, strides, paddings, strict=True):
             side = conv_output_size(side, k, s, p)
-        if side < 1:
-            raise ValueError(f"input_size {input_size} is too small for the convolutions")
-        self.output_size = channels[1] * side * side
+            if side < 1:
+                raise ValueError(f"input_size {input_size} is too small for the convolutions")
+        self.output_shape = (channels[-1], side, side)
+        self.output_size = channels[-1] * side * side
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Args: x [B, C, H, W], uint8 (scaled by 1/255 here) or float (used as is). Returns: [B, output_size]."""
@@ -274,6 +278,18 @@ class PixelEncoder(nn.Module):
             raise ValueError(f"x must be [B, {expected[0]}, {expected[1]}, {expected[2]}], got {tuple(x.shape)}")
         if x.dtype == torch.uint8:
             x = x.to(self.conv1.weight.dtype) / 255.0
-        h = F.relu(self.conv1(x.to(self.conv1.weight.dtype)))  # [B, C1, H1, W1]
-        h = F.relu(self.conv2(h))  # [B, C2, H2, W2]
-        return h.flatten(1)  # [B, C2·H2·W2]
+        h = x.to(self.conv1.weight.dtype)
+        for i in range(1, self.layers + 1):
+            h = F.relu(getattr(self, f"conv{i}")(h))  # [B, C_i, H_i, W_i]
+        return h.flatten(1)  # [B, C·H·W]
+
+
+def minmax_renorm(h: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
+    """Each sample's features scaled to [0, 1] over all its other axes (MLR's renorm, SPEC §15.4).
+
+    (h − min) / (max − min) per sample. Args: h [B, ...]; eps added to the range (0: a constant sample divides 0 by 0,
+    as the released code's would). Returns: h's shape.
+    """
+    flat = h.flatten(1)  # [B, F]
+    low, high = flat.min(dim=1, keepdim=True).values, flat.max(dim=1, keepdim=True).values  # [B, 1]
+    return ((flat - low) / (high - low + eps)).view_as(h)

@@ -15,15 +15,23 @@ Validity: row t may be sampled iff
   (a) future: row t + n is written (t + n <= T - 1), or a terminal lies in rows t..min(t + n - 1, T - 1);
   (b) past: rows t - stack + 1..t are all stored (t - stack + 1 >= T - L), or nothing was ever overwritten
       (T <= capacity; times < 0 are "before the first episode" and read as zeros).
+  (c) newest: t < T - exclude_newest (0 by default; rlpyt's prioritized replay, which MLR uses, never samples its
+      newest 1 + n + window starts, SPEC §15.1).
 So rows t - stack + 1..t + n (cut after a terminal) are stored and none was overwritten by the write head.
 Invariant, after every public call: sum-tree leaf of slot s = priorities[s] (p^alpha) if its row is valid,
 else 0. An append at time T can change validity only for (i) its own slot (old row gone, new row in),
-(ii) rows T - n..T - 1 (row T completes t + n, or its terminal cuts their window), (iii) the stack - 1 oldest
-rows (their stack now reaches the overwritten row); `append` re-evaluates exactly these. Invalid rows keep
+(ii) rows T - max(n, exclude_newest)..T - 1 (row T completes t + n, or its terminal cuts their window, or row
+T - exclude_newest leaves the newest rows), (iii) the stack - 1 oldest rows (their stack now reaches the overwritten
+row); `append` re-evaluates exactly these. Invalid rows keep
 their priority in `priorities` and get it back in the tree if they become valid.
 
 Priorities: tree values are p^alpha. New rows get `max_priority` ("max": the largest (|p| + eps)^alpha ever
 given to `update_priorities`, 1.0 initially; Rainbow's rule) or 1.0 ("one": released SPIRL code, SPEC §12 #13).
+
+Windows (MLR, SPEC §15.1): `sample(..., window=T)` also returns the stacks at t..t+T-1 and their actions. Windows that
+cross an episode end are kept: after the first terminal row t+k of the window, the later steps repeat the stack at
+t+k (the released code's rule) while their actions stay as stored; `window_alive` marks the steps before the first
+terminal, for a caller that masks the rest instead (SPR's rule: steps k.. are zeroed).
 """
 
 from __future__ import annotations
@@ -82,6 +90,7 @@ class PrioritizedReplay:
         new_priority: str,
         is_weight_norm: str,
         generator: np.random.Generator,
+        exclude_newest: int = 0,
     ) -> None:
         """Empty buffer.
 
@@ -96,18 +105,21 @@ class PrioritizedReplay:
             new_priority: "max" (current max priority) or "one" (1.0) for new rows.
             is_weight_norm: "batch" (released code) or "buffer" (Schaul et al.): see `importance_weights`.
             generator: the only source of randomness (stratified sampling); its state is the caller's to save.
+            exclude_newest: the newest rows are never sampled (validity (c)); 0 for DE-Rainbow, 1 + n + T for MLR.
         """
         if stack < 1 or n_step < 1 or capacity <= stack + n_step:
             raise ValueError(f"need stack >= 1, n_step >= 1, capacity > stack + n_step: {capacity}, {stack}, {n_step}")
         if not 0.0 <= gamma <= 1.0 or alpha < 0.0:
             raise ValueError(f"need gamma in [0, 1] and alpha >= 0, got {gamma}, {alpha}")
+        if exclude_newest < 0 or exclude_newest >= capacity:
+            raise ValueError(f"exclude_newest must be in [0, capacity), got {exclude_newest}")
         if new_priority not in NEW_PRIORITIES:
             raise ValueError(f"new_priority must be one of {NEW_PRIORITIES}, got {new_priority!r}")
         if is_weight_norm not in IS_WEIGHT_NORMS:
             raise ValueError(f"is_weight_norm must be one of {IS_WEIGHT_NORMS}, got {is_weight_norm!r}")
         self._is_weight_norm = is_weight_norm
         self._capacity, self._stack, self._n, self._gamma, self._alpha = capacity, stack, n_step, gamma, alpha
-        self._new_priority = new_priority
+        self._new_priority, self._exclude_newest = new_priority, exclude_newest
         self._rng = generator
         self._frame_shape = tuple(int(d) for d in frame_shape)
         self._frames = np.zeros((capacity, *self._frame_shape), np.dtype(frame_dtype))
@@ -156,7 +168,7 @@ class PrioritizedReplay:
         cut = np.any(self._terminals[window % self._capacity] & (window < count), axis=1)
         future_ok = (times + self._n < count) | cut
         past_ok = (times - self._stack + 1 >= oldest) | (oldest == 0)
-        return future_ok & past_ok & (times >= oldest) & (times < count)
+        return future_ok & past_ok & (times >= oldest) & (times < count - self._exclude_newest)
 
     def _refresh(self, times: np.ndarray) -> None:
         """Write tree leaf = priority if valid else 0 for the rows at global times [M]."""
@@ -180,7 +192,7 @@ class PrioritizedReplay:
         self._priorities[slot] = self._new_value()
         self._count += 1
         oldest = self._count - len(self)
-        newest = np.arange(max(oldest, time - self._n), time + 1)
+        newest = np.arange(max(oldest, time - max(self._n, self._exclude_newest)), time + 1)
         edge = np.arange(oldest, min(oldest + self._stack - 1, time + 1))
         self._refresh(np.concatenate([edge, newest]))
 
@@ -237,17 +249,39 @@ class PrioritizedReplay:
         rewards = np.where(alive, self._rewards[window].astype(np.float64), 0.0)
         return rewards @ self._powers[: self._n], np.any(term & alive, axis=1)
 
-    def sample(self, batch_size: int, beta: float) -> dict[str, np.ndarray]:
+    def _windows(self, times: np.ndarray, length: int) -> dict[str, np.ndarray]:
+        """The windows t..t+length-1 of rows at global times [B] (module docstring, Windows).
+
+        Returns: window_obs [B, length, stack, *frame_shape]; window_actions [B, length] int64 (0 on rows not yet
+        written); window_alive [B, length] bool (step k lies before the window's first terminal row).
+        Every row read is written: a valid row has rows t..t+max(n, exclude_newest) written or a terminal before them.
+        """
+        if length - 1 > max(self._n, self._exclude_newest):
+            raise ValueError(f"window {length} needs n_step or exclude_newest >= {length - 1} "
+                             f"(have {self._n}, {self._exclude_newest}): its last rows may be unwritten")
+        steps = times[:, None] + np.arange(length)  # [B, L]
+        written = steps < self._count
+        terminal = self._terminals[steps % self._capacity] & written  # [B, L]
+        seen = np.logical_or.accumulate(terminal, axis=1)  # [B, L]: a terminal at step <= k
+        alive = ~seen
+        first = np.where(seen.any(axis=1), terminal.argmax(axis=1), length - 1)  # [B] first terminal step
+        source = np.minimum(steps, (times + first)[:, None])  # [B, L]: steps after it repeat it
+        obs = self._stacks(source.reshape(-1)).reshape(*steps.shape, self._stack, *self._frame_shape)
+        actions = np.where(written, self._actions[steps % self._capacity], 0)
+        return {"window_obs": obs, "window_actions": actions, "window_alive": alive}
+
+    def sample(self, batch_size: int, beta: float, window: int = 0) -> dict[str, np.ndarray]:
         """Stratified proportional sample of valid rows with IS weights (PER, Schaul et al. 2016).
 
         Args:
             batch_size: B; the total priority is split into B equal segments, one uniform draw in each.
             beta: IS exponent of the weights (`importance_weights`, normalised as `is_weight_norm` says).
+            window: T > 0 adds the windows of `_windows` (MLR), T steps from t.
         Returns:
             indices [B] int64 slots (for `update_priorities`); obs [B, stack, *frame_shape] (stack at t);
             actions [B] int64; returns [B] float32; discounts [B] float32 (gamma^n, 0 if a terminal is in
             t..t+n-1); next_obs [B, stack, *frame_shape] (stack at t+n, zeros where discounts is 0 by a
-            terminal); weights [B] float32 in (0, 1].
+            terminal); weights [B] float32 in (0, 1]; and with window > 0 window_obs, window_actions, window_alive.
         """
         total = self._tree.total()
         if not total > 0:
@@ -259,7 +293,7 @@ class PrioritizedReplay:
         next_obs = np.zeros((batch_size, self._stack, *self._frame_shape), self._frames.dtype)
         next_obs[~done] = self._stacks(times[~done] + self._n)
         weights = importance_weights(self._tree.get(slots), beta, self._is_weight_norm, self._tree.min_positive)
-        return {
+        batch = {
             "indices": slots,
             "obs": self._stacks(times),
             "actions": self._actions[slots].copy(),
@@ -268,6 +302,7 @@ class PrioritizedReplay:
             "next_obs": next_obs,
             "weights": weights.astype(np.float32),
         }
+        return batch | (self._windows(times, window) if window > 0 else {})
 
     def update_priorities(self, indices: np.ndarray, priorities: np.ndarray) -> None:
         """Set priorities[i] = (|p| + eps)^alpha (last wins if repeated) and raise p_max; invalid rows stay 0.
@@ -305,13 +340,16 @@ class PrioritizedReplay:
         return state | {"config": self._config()}
 
     def _config(self) -> np.ndarray:
-        """[6] float64: capacity, stack, n_step, gamma, alpha, new_priority ("max" 1, "one" 0); checked on load."""
+        """[7] float64: capacity, stack, n_step, gamma, alpha, new_priority ("max" 1, "one" 0), exclude_newest;
+        checked on load (a 6-entry config, saved before exclude_newest existed, reads as exclude_newest 0)."""
         flag = 1.0 if self._new_priority == "max" else 0.0
-        return np.asarray([self._capacity, self._stack, self._n, self._gamma, self._alpha, flag], np.float64)
+        return np.asarray([self._capacity, self._stack, self._n, self._gamma, self._alpha, flag, self._exclude_newest],
+                          np.float64)
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Restore a `state_dict` from a buffer built with the same arguments (the generator is the caller's)."""
-        if not np.array_equal(np.asarray(state["config"]), self._config()):
+        saved = np.asarray(state["config"], np.float64)
+        if not np.array_equal(np.pad(saved, (0, 7 - saved.size)) if saved.size == 6 else saved, self._config()):
             raise ValueError(f"saved buffer config {state['config']} differs from {self._config()}")
         self._tree.load_state_dict({k: state[f"tree_{k}"] for k in ("sum", "min", "max")})
         filled = min(int(state["count"]), self._capacity)

@@ -13,6 +13,7 @@ from spirl.params.values import (
     DISTINCT,
     NON_EMPTY,
     AllOr,
+    Augment,
     Bool,
     ErrorSpace,
     Frozen,
@@ -21,6 +22,7 @@ from spirl.params.values import (
     Int,
     IsWeightNorm,
     LossOn,
+    MaskedScale,
     Name,
     NewPriority,
     NonNegInt,
@@ -37,6 +39,8 @@ from spirl.params.values import (
     Share,
     Str,
     TableName,
+    TargetLag,
+    WindowEnd,
     mapping_of,
 )
 
@@ -181,6 +185,7 @@ class AgentParams(Frozen):
     cnn_kernels: Annotated[tuple[PosInt, ...], NON_EMPTY]
     cnn_strides: Annotated[tuple[PosInt, ...], NON_EMPTY]
     cnn_paddings: Annotated[tuple[NonNegInt, ...], NON_EMPTY]
+    latent_renorm: Bool
     hidden_size: PosInt
     noisy_sigma0: PosNumber
     atoms: Annotated[Int, Ge(2)]
@@ -195,6 +200,7 @@ class ReplayParams(Frozen):
     is_weight_norm: IsWeightNorm
     embedding_dtype: Literal["float16", "float32"]
     prefill: Literal["none", "pretraining"]
+    exclude_newest: NonNegInt
 
 
 class RegimeParams(Frozen):
@@ -214,9 +220,26 @@ class TrainParams(Frozen):
     grad_clip_norm: PosNumber
     learn_start_env_steps: NonNegInt
     target_update_updates: PosInt
+    updates_per_learn: PosInt
+    augment: Augment
     checkpoint_every_env_steps: PosInt
     eval_checkpoint_every_s: NonNegNumber
     regimes: mapping_of(RegimeName, RegimeParams)
+
+
+class MLRParams(Frozen):
+    loss: Bool
+    weight: NonNegNumber
+    window: Annotated[Int, Ge(2)]
+    cube_depth: PosInt
+    mask_ratio: Share
+    mask_cell_px: PosInt
+    masked_scale: MaskedScale
+    target_lag: TargetLag
+    window_end: WindowEnd
+    renorm: Bool
+    decoder_blocks: PosInt
+    decoder_mlp_ratio: PosInt
 
 
 class EvalParams(Frozen):
@@ -258,6 +281,7 @@ class Params(Frozen):
     agent: AgentParams
     replay: ReplayParams
     train: TrainParams
+    mlr: MLRParams
     eval: EvalParams
     report: ReportParams
     runtime: RuntimeParams
@@ -265,6 +289,6 @@ class Params(Frozen):
 
 # Sections a variant may override (SPEC §9: variants = base method + overrides).
 OVERRIDABLE: dict[str, type[Frozen]] = {"saliency": SaliencyParams, "agent": AgentParams, "replay": ReplayParams,
-                                        "train": TrainParams}
+                                        "train": TrainParams, "mlr": MLRParams}
 # The top-level section of each section model (a model's key path in messages).
 SECTION_OF: dict[type[Frozen], str] = {Params.model_fields[name].annotation: name for name in Params.model_fields}

@@ -25,6 +25,10 @@ LossOn = Literal["all", "masked"]
 NewPriority = Literal["max", "one"]
 IsWeightNorm = Literal["batch", "buffer"]
 Selection = Literal["dynamic", "fixed", "all"]
+Augment = Literal["none", "shift_intensity"]
+MaskedScale = Literal["faithful", "normalized"]
+TargetLag = Literal["one_step", "none"]
+WindowEnd = Literal["repeat", "mask"]
 
 SCORERS: tuple[str, ...] = get_args(Scorer)  # saliency.scorer (SPEC §13; spirl.saliency.scorers implements them)
 POOLS: tuple[str, ...] = get_args(Pool)  # agent.pool
@@ -34,6 +38,10 @@ LOSS_ON: tuple[str, ...] = get_args(LossOn)  # mae.loss_on
 NEW_PRIORITIES: tuple[str, ...] = get_args(NewPriority)  # replay.new_priority
 IS_WEIGHT_NORMS: tuple[str, ...] = get_args(IsWeightNorm)  # replay.is_weight_norm
 SELECTIONS: tuple[str, ...] = get_args(Selection)  # saliency.selection
+AUGMENTS: tuple[str, ...] = get_args(Augment)  # train.augment
+MASKED_SCALES: tuple[str, ...] = get_args(MaskedScale)  # mlr.masked_scale
+TARGET_LAGS: tuple[str, ...] = get_args(TargetLag)  # mlr.target_lag
+WINDOW_ENDS: tuple[str, ...] = get_args(WindowEnd)  # mlr.window_end
 
 # --- scalars with their ranges ----------------------------------------------------------------------------------------
 
@@ -49,7 +57,7 @@ Bool = Annotated[bool, Strict()]
 Str = Annotated[str, Strict()]
 Game = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Z][A-Za-z0-9]*$")]  # an ALE game: MsPacman
 Name = Annotated[str, StringConstraints(strict=True, pattern=r"^[a-z][a-z0-9_]*$")]  # a profile or variant
-TableName = Annotated[str, StringConstraints(strict=True, pattern=r"^(table[0-9]+|criteria)$")]
+TableName = Annotated[str, StringConstraints(strict=True, pattern=r"^(table[0-9]+|table_mlr|criteria)$")]
 RegimeName = Annotated[str, StringConstraints(strict=True, pattern=r"^[0-9]+k$")]  # 100k: agent steps / 1000
 
 # --- containers -------------------------------------------------------------------------------------------------------

@@ -34,6 +34,10 @@ TITLES = {
     "table14": "Tab. 14: zero padding vs trainable [pad] vs masked attention (Seaquest, 100K average)",
     "table15": "Tab. 15: [cls] vs average pooling with mr = 50% (100K average, 400K best median)",
     "criteria": "Saliency criteria (ours, SPEC §13-§14): object recall, mean K and 100K return per scorer",
+    "table_mlr": "MLR (ours, SPEC §15): our runs beside MLR's published 100K scores (Yu et al. 2022). Protocols "
+                 "differ: MLR evaluates 100 episodes per run (seed count not stated), ours 50 (SPEC §10); mlr and "
+                 "mlr_base run the released code's quirks (0-255 masked stream, post-terminal repeats without a "
+                 "terminal mask, one-step-lagged target; mlr.* flags)",
 }
 AGGREGATE_ROW = "IQM (human-normalised)"
 MEAN_OF_GAMES = "mean of games"

@@ -89,15 +89,18 @@ def step_group(runs: Sequence[TrainingRun], learner: Learner, represent: Represe
         run.advance(int(action))
     _observe_all(runs, represent, clock)
     if runs[0].learn_due():
-        with clock("replay"):
-            batches = [run.replay.sample(run.params.train.batch_size, run.beta()) for run in runs]
-            indices = [batch.pop("indices") for batch in batches]
-        with clock("learn"):
-            losses, priorities = learner.learn(batches)
-        with clock("replay"):
-            for run, idx, loss, prio in zip(runs, indices, losses, priorities, strict=True):
-                run.replay.update_priorities(idx, prio)
-                run.state.losses.append(loss)
+        for _ in range(runs[0].params.train.updates_per_learn):  # MLR: 2 updates per env step
+            with clock("replay"):
+                batches = [run.replay.sample(run.params.train.batch_size, run.beta(), window=run.window)
+                           for run in runs]
+                indices = [batch.pop("indices") for batch in batches]
+            with clock("learn"):
+                losses, priorities = learner.learn(batches)
+            with clock("replay"):
+                for run, idx, loss, prio in zip(runs, indices, losses, priorities, strict=True):
+                    run.replay.update_priorities(idx, prio)
+                    run.state.losses.append(loss)
+                    run.record_auxiliary()
 
 
 def _step_alone(run: TrainingRun) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from spirl.agents.agent import Agent, FrameSpec, build_qnetwork
+from spirl.agents.mlr.branch import MLRBranch
 from spirl.agents.rainbow import per_beta
 from spirl.agents.replay import PrioritizedReplay
 from spirl.common.io import atomic_path
@@ -87,6 +88,7 @@ class RunState:
     stack: np.ndarray | None = None  # [F, *rep shape]: the current observation
     elapsed_s: dict | None = None  # wall seconds by part and in all ("wall") of every process before this one's
     #                                last checkpoint (None: none recorded, e.g. a checkpoint from before this field)
+    mlr: list[tuple[float, float]] = field(default_factory=list)  # (L_MLR, mean cosine) of this episode's updates
     eval_progress: dict | None = None  # the evaluation under way at env_step (evaluation's snapshot, with
     #                                    its "env_step"), so a crash during a long evaluation loses little of it
 
@@ -105,12 +107,18 @@ class TrainingRun:
         self.replay_rng = np.random.Generator(np.random.PCG64(key.stream("replay")))  # PER sampling draws
         net = build_qnetwork(spec, params.agent, self.env.n_actions, params.atari.frame_stack,
                              torch.Generator().manual_seed(key.stream("init")))
+        mlr = MLRBranch(net, params.mlr, self.env.n_actions, key.stream("mlr"),
+                        torch.Generator().manual_seed(key.stream("mlr-init"))) if params.mlr.loss else None
+        augment = torch.Generator().manual_seed(key.stream("augment")) if params.train.augment != "none" else None
         self.agent = Agent(net, params.agent, params.train, device, torch.Generator().manual_seed(key.stream("noise")),
-                           compile=params.runtime.compile_learner)  # used by a group of one (StackedAgents: eager)
+                           compile=params.runtime.compile_learner, mlr=mlr, mlr_weight=params.mlr.weight,
+                           augment_generator=augment)  # used by a group of one (StackedAgents: eager)
+        self.window = params.mlr.window if params.mlr.loss else 0  # replay windows of the MLR branch
         self.replay = PrioritizedReplay(
             self.regime.replay_capacity_transitions, spec.shape, spec.dtype, params.atari.frame_stack,
             params.train.multi_step, params.train.discount, params.replay.priority_exponent,
-            params.replay.new_priority, params.replay.is_weight_norm, self.replay_rng)
+            params.replay.new_priority, params.replay.is_weight_norm, self.replay_rng,
+            exclude_newest=params.replay.exclude_newest)
         self.state = RunState()
         self.clock = Stopwatch()
         self.prior_s: dict[str, float] = {}  # elapsed_s of the checkpoint this process resumed from
@@ -173,13 +181,23 @@ class TrainingRun:
         first = self.learn_start + self.regime.env_steps_per_update
         return per_beta(self.state.env_step, self.params.replay.priority_weight_start, first, self.online_steps)
 
+    def record_auxiliary(self) -> None:
+        """After an update: the MLR branch's loss and mean cosine (SPEC §15.7), if the run has one."""
+        if self.agent.mlr is not None:
+            self.state.mlr.append((float(self.agent.mlr_loss), float(self.agent.mlr.last_cosine)))
+
     def _log_episode(self) -> None:
         s = self.state
-        s.progress.append({"env_step": s.env_step, "episode": s.episode, "return_raw": s.episode_raw,
-                           "return_clipped": s.episode_clipped, "length": s.episode_length,
-                           "loss_mean": float(np.mean(s.losses)) if s.losses else float("nan"),
-                           "updates": self.agent.updates})
+        row = {"env_step": s.env_step, "episode": s.episode, "return_raw": s.episode_raw,
+               "return_clipped": s.episode_clipped, "length": s.episode_length,
+               "loss_mean": float(np.mean(s.losses)) if s.losses else float("nan"), "updates": self.agent.updates}
+        if self.agent.mlr is not None:  # MLR runs: the auxiliary loss and cosine, averaged over the episode's updates
+            mlr = np.asarray(s.mlr, np.float64).reshape(-1, 2)
+            row |= {"mlr_loss_mean": float(mlr[:, 0].mean()) if len(mlr) else float("nan"),
+                    "mlr_cosine_mean": float(mlr[:, 1].mean()) if len(mlr) else float("nan")}
+        s.progress.append(row)
         s.episode, s.episode_raw, s.episode_clipped, s.episode_length, s.losses = s.episode + 1, 0.0, 0.0, 0, []
+        s.mlr = []
 
     # --- evaluation ---------------------------------------------------------------------------------
 
@@ -260,6 +278,8 @@ class TrainingRun:
         self.rng.bit_generator.state = state["rng"]
         self.replay_rng.bit_generator.state = state["replay_rng"]
         self.state, self.learn_start = state["run"], state["learn_start"]
+        if not hasattr(self.state, "mlr"):  # a checkpoint from before the field
+            self.state.mlr = []
         self.prior_s = dict(getattr(self.state, "elapsed_s", None) or {})
         # the scorer's memory of this run's env: the incremental E's previous frame and error map, frame_diff's
         # previous frame, random's stream
