@@ -5,6 +5,8 @@
 #   bash bench/gpu_session.sh spirl   # one whole SPIRL 100K run on Seaquest, split into its parts
 #   bash bench/gpu_session.sh der     # one whole DE-Rainbow 100K run on Seaquest
 #   bash bench/gpu_session.sh rehearsal  # every stage and variant at paper shape on a slice (conf/rehearsal.yaml)
+#   bash bench/gpu_session.sh mlr     # MLR (SPEC §15): each MLR-family update's cost, then the mlr 100K run on
+#                                       Seaquest for 6 minutes (its pace extrapolated to the whole run)
 #   bash bench/gpu_session.sh plan    # print the commands of the mae step (no GPU needed)
 # A run not done after 9 minutes is stopped and reported as unfinished, with its pace extrapolated.
 # Results: bench/results/*-<tag>.json (tag = the GPU's name) and, if $OUT is set, copies there.
@@ -56,5 +58,10 @@ for stage in (plan.COLLECT, plan.PRETRAIN_MAE, plan.ESTIMATE_MR):
   rehearsal)
     python bench/rehearsal.py --out $res/rehearsal-$tag.json
     keep $res/rehearsal-$tag.json ;;
-  *) echo "usage: $0 micro|mae|spirl|der|rehearsal|plan" >&2; exit 2 ;;
+  mlr)
+    python bench/mlr.py --updates 20 --out $res/mlr-$tag.json
+    python bench/run.py --variant mlr --regime 100k --game $game --max-seconds 360 \
+      --out $res/run-mlr-full-$tag.json --keep $res/run-mlr-100k-$game-$tag
+    keep $res/mlr-$tag.json $res/run-mlr-full-$tag.json ;;
+  *) echo "usage: $0 micro|mae|spirl|der|rehearsal|mlr|plan" >&2; exit 2 ;;
 esac

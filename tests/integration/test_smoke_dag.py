@@ -48,7 +48,9 @@ COPY_DIRS = ["workflow", "src", "conf", "profiles", ".dvc", "bench", "data/refer
 TIMED = ("run.json", "table1.csv", "table1.md", "report.md")
 
 TINY = {
-    "experiment": {"games": ["Seaquest"], "variants": {"spirl": {"n_seeds": 2}},  # spirl: seeds 0-1 in one job
+    "experiment": {"games": ["Seaquest"], "variants": {"spirl": {"n_seeds": 2},  # spirl: seeds 0-1 in one job
+                                                       # mlr learns (30 steps of 2 updates); der_mlr, mlr_base: plumbing
+                                                       "mlr": {"overrides": {"train": {"learn_start_env_steps": 30}}}},
                    # the criteria stages with three scorers and one scorer variant (the others: test_train, unit)
                    "tables": {"criteria": {"runs": [{"variant": "spirl", "regime": "100k"},
                                                     {"variant": "spirl_wu", "regime": "100k"}]}}},
