@@ -140,3 +140,51 @@ def test_resume_continues_update_for_update(tiny):
         assert torch.equal(a, b), name
     for (name, a), b in zip(straight.mlr.state_dict().items(), resumed.mlr.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
+
+
+def _window_tensors(p, seed=0):
+    batch = _replay(p, seed=seed).sample(4, 0.5, window=p.mlr.window)
+    return {k: torch.as_tensor(v) for k, v in batch.items() if k.startswith("window_")}
+
+
+@pytest.mark.parametrize(("scale", "bound"), [("faithful", 255.0), ("normalized", 1.0)])
+def test_masked_stream_scale_flag(tiny, scale, bound):
+    """SPEC §15.2's quirk: the masked stream reaches the encoder on 0-255 (faithful), or on 0-1 (normalized)."""
+    p = replace(tiny, mlr=replace(tiny.mlr, masked_scale=scale))
+    agent, t, seen = _agent(p), _window_tensors(p), []
+    record = lambda m, args, out: seen.append(float(args[0].max()))  # noqa: E731
+    hooks = [agent.online.encoder.conv1.register_forward_hook(record),
+             agent.mlr.target.encoder.conv1.register_forward_hook(record)]
+    agent.mlr.loss(agent.online, t["window_obs"], t["window_actions"], t["window_alive"], torch.ones(4))
+    for hook in hooks:
+        hook.remove()
+    masked, target = seen  # the online encoder reads the masked stream, the target copy the clean one
+    assert 0.5 * bound < masked <= bound * 1.1 + 1e-6  # augmented: an intensity factor of at most 1.1
+    assert 0.5 < target <= 1.1 + 1e-6  # the target stream is on 0-1 either way
+
+
+def test_window_end_flag_masks_only_in_mask_mode(tiny):
+    dead = lambda p: (lambda t: _agent(p).mlr.loss(  # noqa: E731
+        _agent(p).online, t["window_obs"], t["window_actions"], torch.zeros_like(t["window_alive"]), torch.ones(4)))
+    masked = replace(tiny, mlr=replace(tiny.mlr, window_end="mask"))
+    t = _window_tensors(tiny)
+    assert float(dead(masked)(t)) == 0.0  # every step after a terminal: nothing counts
+    assert float(dead(tiny)(t)) > 0.1  # the released rule: every step counts, alive or not
+
+
+def test_target_lag_none_reads_the_online_networks(tiny):
+    p = replace(tiny, mlr=replace(tiny.mlr, target_lag="none"))
+    agent, replay = _agent(p), _replay(p)
+    initial = copy.deepcopy(agent.mlr.target.encoder.state_dict())
+    for _ in range(2):
+        batch = replay.sample(4, 0.5, window=p.mlr.window)
+        batch.pop("indices")
+        agent.learn(batch)
+    for name, value in agent.mlr.target.encoder.state_dict().items():  # the copy is never synced, nor read
+        assert torch.equal(value, initial[name]), name
+    t = _window_tensors(p)
+    with torch.no_grad():  # the same draws give the same loss whatever the unused copy holds
+        agent.mlr.target.encoder.conv1.weight.add_(1.0)
+        a = agent.mlr.loss(agent.online, t["window_obs"], t["window_actions"], t["window_alive"], torch.ones(4))
+        agent.mlr.target.encoder.conv1.weight.sub_(1.0)
+    assert torch.isfinite(a)
