@@ -200,3 +200,21 @@ def test_representation_for_run_is_the_represent_of_its_parts(tmp_path):
     assert isinstance(with_wu.scorer, WuStreamScorer) and with_wu.budget == (0.2, 3)  # Seaquest's adopted 0.20
     with pytest.raises(ConfigError, match="--in-model"):
         T.representation_for_run(params, "spirl", "Seaquest", None, None)
+
+
+def test_saliency_threads_give_the_one_thread_selection_and_leave_the_count():
+    """runtime.saliency_threads: the representation on 2 threads selects what 1 thread selects (the embeddings equal
+    to float rounding), and the process's thread count (the learner's) is back afterwards."""
+    from spirl.params import replace
+
+    params, mae, spec, _ = _setup("spirl", 5)
+    frames = _moving_stream(4)
+    before = torch.get_num_threads()
+    reps = {}
+    for threads in (1, 2):
+        p = replace(params, runtime=replace(params.runtime, saliency_threads=threads))
+        represent = T.make_represent(spec, p, mae, 5, make_scorer(p, mae, SETTINGS))
+        reps[threads] = np.concatenate([represent(frames[i:i + 1], ["s"], [i == 0]) for i in range(4)])
+        assert torch.get_num_threads() == before
+    np.testing.assert_array_equal(reps[1] != 0, reps[2] != 0)  # the same patches kept in the same rows
+    np.testing.assert_allclose(reps[1], reps[2], rtol=1e-5, atol=1e-6)

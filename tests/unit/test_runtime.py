@@ -12,7 +12,8 @@ import torch
 from spirl.common import runtime as R
 from spirl.params import ConfigError, RuntimeParams, replace
 
-CPU = RuntimeParams(device="cpu", torch_threads=1, pretrain_precision="bf16", saliency_precision="fp32",
+CPU = RuntimeParams(device="cpu", torch_threads=1, saliency_threads=1, pretrain_precision="bf16",
+                    saliency_precision="fp32",
                     saliency_memory_mb=4096, seeds_per_job=1, compile_learner=False)
 
 FORK = multiprocessing.get_context("fork")  # the child has torch and spirl loaded already: no import cost
@@ -162,3 +163,15 @@ def test_committed_defaults_select_in_fp32_and_pretrain_in_bf16_on_a_gpu():
     assert R.autocast_dtype(runtime, gpu, "saliency") is None
     assert R.autocast_dtype(runtime, torch.device("cpu"), "saliency") is None
     assert R.autocast_dtype(runtime, gpu, "pretrain") == torch.bfloat16
+
+
+def test_torch_threads_sets_and_restores_the_count():
+    before = torch.get_num_threads()
+    with R.torch_threads(before + 1):
+        assert torch.get_num_threads() == before + 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError, match="inside"), R.torch_threads(before + 1):
+        raise RuntimeError("inside")
+    assert torch.get_num_threads() == before  # restored after an error too
+    with R.torch_threads(before):
+        assert torch.get_num_threads() == before

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from spirl.agents.agent import FrameSpec, frame_spec
+from spirl.common.runtime import torch_threads
 from spirl.envs.preprocess import to_gray84
 from spirl.params import ConfigError, Params
 from spirl.saliency.budget import Budget, run_budget
@@ -42,6 +43,7 @@ class Represent:
     def __init__(self, spec: FrameSpec, params: Params, mae: MaskedAutoencoder | None, k_max: int,
                  scorer: StreamScorer | None) -> None:
         self.spec, self.mae, self.k_max, self.sal = spec, mae, k_max, params.saliency
+        self.threads = params.runtime.saliency_threads
         selects = spec.kind == "embeddings" and self.sal.selection != "all"
         if selects and scorer is None:
             raise ValueError(f"saliency.selection {self.sal.selection!r} needs a scorer (saliency.scorer)")
@@ -53,8 +55,9 @@ class Represent:
             return to_gray84(frames)
         if self.spec.kind == "rgb96":
             return np.array(frames, dtype=np.uint8)
-        indices, counts = self.select(frames, streams, starts)
-        return self.embed(frames, indices, counts)
+        with torch_threads(self.threads):  # runtime.saliency_threads; the learner keeps runtime.torch_threads
+            indices, counts = self.select(frames, streams, starts)
+            return self.embed(frames, indices, counts)
 
     def select(self, frames: np.ndarray, streams: Sequence[Hashable] | None = None,
                starts: Sequence[bool] | None = None) -> tuple[torch.Tensor, torch.Tensor]:

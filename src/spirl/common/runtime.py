@@ -146,3 +146,21 @@ def autocast_dtype(runtime: RuntimeParams, device: torch.device, purpose: str) -
     if choices[purpose] == "bf16" and (device.type == "cuda" or purpose == "saliency"):
         return torch.bfloat16
     return None
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run the block on `n` torch threads, then restore the process's count (a no-op when it already is n).
+
+    runtime.saliency_threads: a SPIRL run's per-frame representation (scoring, selection, embedding) may use more
+    threads than its learner and acting (runtime.torch_threads), e.g. both cores of a machine the run has alone.
+    """
+    before = torch.get_num_threads()
+    if n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -263,6 +263,7 @@ class ReportParams(Frozen):
 class RuntimeParams(Frozen):
     device: Literal["auto", "cpu", "cuda"]
     torch_threads: PosInt
+    saliency_threads: PosInt
     pretrain_precision: Literal["bf16", "fp32"]
     saliency_precision: Literal["fp32", "bf16"]
     saliency_memory_mb: Annotated[Int, Ge(64)]
