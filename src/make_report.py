@@ -21,7 +21,7 @@ from spirl.common.runinfo import git_commit
 from spirl.params import load_params
 from spirl.reporting.report import image_lines, run_section, saliency_section, training_vs_k
 from spirl.reporting.scores import RUN_FIELDS
-from spirl.reporting.tables import device_name
+from spirl.reporting.table_parts import device_name
 from spirl.reporting.timing import bench_run_times, estimate_hours, stage_hours
 from spirl.workflow.plan import table_runs, training_runs
 

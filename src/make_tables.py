@@ -16,14 +16,8 @@ from spirl.common.io import atomic_path, read_json_if_exists
 from spirl.common.plots import write_csv
 from spirl.params import ConfigError, load_params
 from spirl.reporting.scores import RUN_FIELDS, load_run
-from spirl.reporting.tables import (
-    build_table,
-    criteria_quality_rows,
-    pretraining_time_rows,
-    read_reference,
-    table_games,
-    to_markdown,
-)
+from spirl.reporting.table_parts import cost_rows, criteria_quality_rows, pretraining_time_rows
+from spirl.reporting.tables import build_table, read_reference, table_games, to_markdown
 from spirl.workflow.plan import criteria_games, table_runs
 
 
@@ -65,6 +59,8 @@ def main() -> None:
             raise ConfigError(f"criteria needs one --in-quality per game {games}; got {len(args.in_quality)}")
         records = {g: read_json_if_exists(p) for g, p in zip(games, args.in_quality, strict=True)}
         cells += criteria_quality_rows(params, records)
+    if args.table == "table_st":  # each agent's parameters and learner speed, after the returns
+        cells += cost_rows(args.table, params, results)
     write_csv(cells, args.out_csv)
     with atomic_path(args.out_md) as tmp:
         tmp.write_text(to_markdown(args.table, cells, params.experiment.profile))

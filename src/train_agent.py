@@ -19,6 +19,7 @@ from tqdm import tqdm
 from spirl.agents.represent import representation_for_run
 from spirl.common.cli import base_parser, setup_logging
 from spirl.common.io import read_json, write_json, write_npz
+from spirl.common.nn import parameter_count
 from spirl.common.plots import write_csv
 from spirl.common.runinfo import run_record
 from spirl.common.runtime import setup_torch
@@ -118,6 +119,7 @@ def main() -> None:
             seeds={name: key.stream(name) for name in ("env", "actions", "init", "noise", "replay")},
             wall_time_s=wall_s / len(runs),
             extra={"base": base, "k_max": k_max, "mr": mr, "resumed": resumed[i], "updates": run.agent.updates,
+                   "parameters": parameter_count(run.agent.online),
                    "replay_bytes": run.replay.nbytes, "compile_s": run.agent.compile_seconds,
                    "online_env_steps": run.online_steps, "timing_s": timing, "device_used": str(device),
                    "updates_per_s": len(runs) * run.agent.updates / max(timing.get("learn", 0.0), 1e-9),

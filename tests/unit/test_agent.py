@@ -184,3 +184,30 @@ def test_compiled_learner_matches_eager(params, variant):
     np.testing.assert_allclose(free, want, rtol=1e-4, atol=1e-6)
     assert eager.compile_seconds == 0.0 and compiled.compile_seconds > 0.0
     assert set(compiled.state_dict()["online"]) == set(eager.state_dict()["online"])
+
+
+def test_aggregators_build_their_encoders_with_the_spec_counts(params):
+    """agent.aggregator (SPEC §16): divst_all and jointst_spirl keep SPIRL's head and change only the encoder."""
+    from spirl.agents.spacetime import DividedSpaceTimeEncoder, JointSpaceTimeEncoder
+
+    _, spec, divided = make(params, "divst_all", k_max=144)
+    assert isinstance(divided.encoder, DividedSpaceTimeEncoder) and spec.shape == (144, 64)
+    assert parameter_count(divided.encoder) == 302_848 and divided.encoder.output_size == 128
+    assert parameter_count(divided) == 302_848 + head(128, 18)
+    _, _, joint = make(params, "jointst_spirl")
+    assert isinstance(joint.encoder, JointSpaceTimeEncoder)
+    assert parameter_count(joint) == 644_978 + 4 * 32  # spirl's + the temporal embedding
+    stacks = _embedding_stacks(3, [5, 28, 0, 12])
+    assert joint(stacks.float()).shape == (3, 18, 51)
+
+
+def test_aggregator_rules_are_checked_per_variant(params):
+    from spirl.params import ConfigError, check_consistency
+
+    variants = dict(params.experiment.variants)
+    bad = {"divst_dynamic": {"base": "spirl", "n_seeds": 1, "overrides": {"agent": {"aggregator": "divided_st"}}},
+           "joint_pixels": {"base": "de_rainbow", "n_seeds": 1, "overrides": {"agent": {"aggregator": "joint_st"}}}}
+    for name, spec in bad.items():
+        experiment = replace(params.experiment, variants={**{k: v for k, v in variants.items()}, name: spec})
+        with pytest.raises(ConfigError, match=f"experiment.variants.{name}: agent.aggregator"):
+            check_consistency(replace(params, experiment=experiment))

@@ -44,8 +44,11 @@ def test_training_runs_read_only_what_their_variant_needs():
 def test_table14_runs_only_on_seaquest_and_runs_are_unique():
     runs = P.training_runs(params())
     keys = [tuple(r.values()) for r in runs]
-    # the paper's 330 + the criteria table's 3 scorers + the MLR table's mlr, mlr_base, der_mlr (4 games, 5 seeds)
-    assert len(keys) == len(set(keys)) == 330 + 3 * 4 * 5 + 3 * 4 * 5
+    # the paper's 330 + the criteria table's 3 scorers + the MLR table's mlr, mlr_base, der_mlr + the space-time
+    # table's divst_all, jointst_spirl (4 games, 5 seeds each)
+    assert len(keys) == len(set(keys)) == 330 + 3 * 4 * 5 + 3 * 4 * 5 + 2 * 4 * 5
+    assert {r["game"] for r in runs if r["variant"] in ("divst_all", "jointst_spirl")} == {
+        "Frostbite", "MsPacman", "Seaquest", "BattleZone"}
     assert {(r["variant"], r["regime"]) for r in runs if "mlr" in r["variant"]} == {
         ("mlr", "100k"), ("mlr_base", "100k"), ("der_mlr", "100k")}
     assert {r["game"] for r in runs if r["variant"] == "spirl_pad_masked"} == {"Seaquest"}

@@ -19,7 +19,8 @@ import pytest
 
 from spirl.params import REPO_ROOT, params_from_dict, read_params
 from spirl.reporting.scores import RUN_FIELDS, load_run
-from spirl.reporting.tables import build_table, pretraining_time_rows, read_reference, table_columns, to_markdown
+from spirl.reporting.table_parts import pretraining_time_rows
+from spirl.reporting.tables import build_table, read_reference, table_columns, to_markdown
 from spirl.workflow.plan import table_runs
 
 REFERENCE = REPO_ROOT / "data" / "reference" / "paper_scores.csv"
@@ -373,7 +374,7 @@ def test_a_run_limited_to_some_games_leaves_the_others_unrequested(tmp_path, ref
 def test_criteria_table_reports_each_scorers_object_recall_beside_the_returns(tmp_path, reference):
     """The criteria table: the scorers' runs (SPIRL's paper value beside SPIRL, DE-Rainbow reported), then per game
     and scorer the recall / mean K / lift from the saliency_quality JSON, with CIs, and a missing game said so."""
-    from spirl.reporting.tables import criteria_quality_rows
+    from spirl.reporting.table_parts import criteria_quality_rows
 
     params = make_params()
     scorers = {s: {"n_frames": 500, "recall": {"value": 0.5 + 0.1 * i, "ci": [0.4 + 0.1 * i, 0.6 + 0.1 * i]},
@@ -395,3 +396,30 @@ def test_criteria_table_reports_each_scorers_object_recall_beside_the_returns(tm
     columns = [c.label for c in table_columns("criteria", params, reference)]
     assert columns[:2] == ["SPIRL", "DE-Rainbow"]
     assert columns[2:] == ["spirl_wu (100k)", "spirl_framediff (100k)", "spirl_random (100k)"]
+
+
+def test_space_time_cost_rows_hand_worked():
+    """table_st's cost part (SPEC §16): the Q-network's parameters and the mean learner updates/s of each column's
+    complete runs over every game, with the devices; a column without complete runs says so."""
+    from spirl.reporting.scores import RunResult
+    from spirl.reporting.table_parts import cost_rows
+
+    params = make_params()
+
+    def run(variant, game, seed, parameters, rate, status="complete"):
+        return (variant, "100k", game, str(seed)), RunResult((variant, "100k", game, str(seed)), status, "",
+                                                             "final_mean", 1.0, (), 60.0, "cpu", "one", "",
+                                                             parameters, rate)
+
+    results = dict([run("spirl", "Frostbite", 0, 644_978, 60.0), run("spirl", "Seaquest", 0, 644_978, 30.0),
+                    run("divst_all", "Frostbite", 0, 932_370, 10.0),
+                    run("divst_all", "Seaquest", 0, 932_370, 99.0, status="incomplete"),
+                    run("mae_all", "Frostbite", 0, None, math.nan)])
+    rows = {(r["game"], r["variant"]): r for r in cost_rows("table_st", params, results)}
+    assert rows[("Q-network parameters", "spirl")]["mean"] == 644_978
+    assert rows[("learner updates/s", "spirl")]["mean"] == 45.0 and rows[("learner updates/s", "spirl")]["n_seeds"] == 2
+    assert rows[("learner updates/s", "divst_all")]["mean"] == 10.0  # the incomplete run is left out
+    assert rows[("Q-network parameters", "mae_all")]["status"] == "missing"
+    assert "not recorded" in rows[("Q-network parameters", "mae_all")]["note"]
+    assert rows[("learner updates/s", "jointst_spirl")]["note"] == "no complete run"
+    assert "644,978" in to_markdown("table_st", list(rows.values()), "smoke")

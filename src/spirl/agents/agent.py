@@ -26,6 +26,7 @@ from spirl.agents.mlr.branch import MLRBranch
 from spirl.agents.mlr.loss import clip_groups
 from spirl.agents.networks import PatchTransformerEncoder, PixelEncoder, minmax_renorm
 from spirl.agents.rainbow import DuelingC51Head, c51_loss, double_dqn_target, expected_q, support
+from spirl.agents.spacetime import DividedSpaceTimeEncoder, JointSpaceTimeEncoder
 from spirl.params import AgentParams, TrainParams
 
 
@@ -89,9 +90,16 @@ def build_qnetwork(spec: FrameSpec, agent: AgentParams, n_actions: int, frames: 
     """The Q-network of SPEC §7 (embeddings) or §9.4 (pixels), initialised from `generator`."""
     if spec.kind == "embeddings":
         k_max, embed_dim = spec.shape
-        encoder = PatchTransformerEncoder(embed_dim, agent.token_dim, agent.heads, agent.mlp_dim,
-                                          agent.layer_norm_eps, agent.residual, agent.pool, agent.padding, frames,
-                                          k_max, generator=generator)
+        if agent.aggregator == "divided_st":  # SPEC §16: every patch of every frame, in index order
+            encoder = DividedSpaceTimeEncoder(embed_dim, agent.st_token_dim, agent.st_heads, agent.st_mlp_ratio,
+                                              agent.layer_norm_eps, frames, k_max, agent.st_readout, generator)
+        else:  # SPEC §7 per-frame [cls] sequences, or §16's one sequence over the stack
+            kind = JointSpaceTimeEncoder if agent.aggregator == "joint_st" else PatchTransformerEncoder
+            encoder = kind(embed_dim, agent.token_dim, agent.heads, agent.mlp_dim, agent.layer_norm_eps,
+                           agent.residual, agent.pool, agent.padding, frames, k_max, generator=generator)
+    elif agent.aggregator != "cls_per_frame":
+        raise ValueError(f"agent.aggregator {agent.aggregator!r} aggregates patch embeddings; a pixel agent needs "
+                         "cls_per_frame (its value is not read)")
     else:
         channels = frames * (1 if spec.kind == "gray84" else 3)
         encoder = PixelEncoder(channels, list(agent.cnn_channels), list(agent.cnn_kernels), list(agent.cnn_strides),

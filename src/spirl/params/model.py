@@ -12,6 +12,7 @@ from spirl.params.values import (
     DEEP_FROZEN,
     DISTINCT,
     NON_EMPTY,
+    Aggregator,
     AllOr,
     Augment,
     Bool,
@@ -180,6 +181,11 @@ class AgentParams(Frozen):
     residual: Bool
     pool: Pool
     padding: Padding
+    aggregator: Aggregator
+    st_token_dim: PosInt
+    st_heads: PosInt
+    st_mlp_ratio: PosInt
+    st_readout: PosInt
     pixels: Literal["gray84", "rgb96"]
     cnn_channels: Annotated[tuple[PosInt, ...], NON_EMPTY]
     cnn_kernels: Annotated[tuple[PosInt, ...], NON_EMPTY]

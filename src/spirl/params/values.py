@@ -26,6 +26,7 @@ NewPriority = Literal["max", "one"]
 IsWeightNorm = Literal["batch", "buffer"]
 Selection = Literal["dynamic", "fixed", "all"]
 Augment = Literal["none", "shift_intensity"]
+Aggregator = Literal["cls_per_frame", "divided_st", "joint_st"]
 MaskedScale = Literal["faithful", "normalized"]
 TargetLag = Literal["one_step", "none"]
 WindowEnd = Literal["repeat", "mask"]
@@ -39,6 +40,7 @@ NEW_PRIORITIES: tuple[str, ...] = get_args(NewPriority)  # replay.new_priority
 IS_WEIGHT_NORMS: tuple[str, ...] = get_args(IsWeightNorm)  # replay.is_weight_norm
 SELECTIONS: tuple[str, ...] = get_args(Selection)  # saliency.selection
 AUGMENTS: tuple[str, ...] = get_args(Augment)  # train.augment
+AGGREGATORS: tuple[str, ...] = get_args(Aggregator)  # agent.aggregator
 MASKED_SCALES: tuple[str, ...] = get_args(MaskedScale)  # mlr.masked_scale
 TARGET_LAGS: tuple[str, ...] = get_args(TargetLag)  # mlr.target_lag
 WINDOW_ENDS: tuple[str, ...] = get_args(WindowEnd)  # mlr.window_end
@@ -57,7 +59,7 @@ Bool = Annotated[bool, Strict()]
 Str = Annotated[str, Strict()]
 Game = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Z][A-Za-z0-9]*$")]  # an ALE game: MsPacman
 Name = Annotated[str, StringConstraints(strict=True, pattern=r"^[a-z][a-z0-9_]*$")]  # a profile or variant
-TableName = Annotated[str, StringConstraints(strict=True, pattern=r"^(table[0-9]+|table_mlr|criteria)$")]
+TableName = Annotated[str, StringConstraints(strict=True, pattern=r"^(table[0-9]+|table_mlr|table_st|criteria)$")]
 RegimeName = Annotated[str, StringConstraints(strict=True, pattern=r"^[0-9]+k$")]  # 100k: agent steps / 1000
 
 # --- containers -------------------------------------------------------------------------------------------------------

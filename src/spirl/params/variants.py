@@ -40,7 +40,15 @@ def check_consistency(params: Params) -> None:
             if run.regime not in params.train.regimes:
                 raise ConfigError(f"{where}.regime = {run.regime!r}; allowed: {', '.join(params.train.regimes)}")
     for name in exp.variants:
-        resolve_variant(params, name)
+        resolved = resolve_variant(params, name)
+        aggregator, base = resolved.agent.aggregator, exp.variants[name].base
+        if aggregator != "cls_per_frame" and base != "spirl":
+            raise ConfigError(f"experiment.variants.{name}: agent.aggregator {aggregator!r} aggregates MAE patch "
+                              f"tokens; base {base!r} has none (allowed: cls_per_frame)")
+        if aggregator == "divided_st" and resolved.saliency.selection != "all":
+            raise ConfigError(f"experiment.variants.{name}: agent.aggregator 'divided_st' attends over every patch "
+                              f"position of every frame; it needs saliency.selection 'all', got "
+                              f"{resolved.saliency.selection!r}")
     if exp.build_tables != "all":
         for name in exp.build_tables:
             if name not in exp.tables:

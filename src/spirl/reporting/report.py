@@ -8,7 +8,7 @@ from pathlib import Path
 
 from spirl.common.io import read_json_if_exists
 from spirl.reporting.scores import RUN_FIELDS
-from spirl.reporting.tables import device_name
+from spirl.reporting.table_parts import device_name
 from spirl.reporting.timing import total_seconds
 
 

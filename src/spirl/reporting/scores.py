@@ -36,6 +36,8 @@ class RunResult:
         device: the device the run used ("" when unknown).
         new_priority: replay.new_priority the run trained with, from run.json ("" when unknown).
         adopted_from: the variant whose run this is, when workflow/scripts/adopt_runs.py adopted it ("" otherwise).
+        parameters: the Q-network's trainable parameters, from run.json (None when not recorded).
+        updates_per_s: the learner's updates per second of learning time, from run.json (nan when unknown).
     """
 
     key: tuple[str, str, str, str]
@@ -48,6 +50,8 @@ class RunResult:
     device: str = ""
     new_priority: str = ""
     adopted_from: str = ""
+    parameters: int | None = None
+    updates_per_s: float = math.nan
 
     @property
     def complete(self) -> bool:
@@ -117,9 +121,11 @@ def load_run(key: Sequence[str], eval_path: Path, run_path: Path, params: Params
     device = str(info.get("device_used", "")) if info else ""
     priority = str(info.get("params", {}).get("replay", {}).get("new_priority", "")) if info else ""
     adopted = str(info.get("adopted_from", {}).get("variant", "")) if info else ""
+    parameters = info.get("parameters") if info else None
+    rate = float(info.get("updates_per_s", math.nan)) if info else math.nan
     score = math.nan if reason else final_metric(points, metric)
     return RunResult((variant, regime, game, seed), "incomplete" if reason else "complete", reason, metric, score,
-                     points, wall, device, priority, adopted)
+                     points, wall, device, priority, adopted, parameters, rate)
 
 
 def episode_rows(results: Sequence[RunResult]) -> list[dict]:

@@ -20,7 +20,6 @@ from spirl.common.seeding import generator
 from spirl.params import ConfigError, Params
 from spirl.reporting.scores import RunResult
 from spirl.reporting.statistics import AGGREGATE_NOTE, bootstrap_ci, iqm, mean_std, normalize
-from spirl.reporting.timing import total_seconds
 
 REFERENCE_COLUMNS = ("table", "method", "variant", "regime", "game", "mean", "std", "unit", "source", "note")
 CELL_COLUMNS = ("table", "part", "game", "method", "variant", "regime", "metric", "unit", "n_seeds", "n_expected",
@@ -34,6 +33,9 @@ TITLES = {
     "table14": "Tab. 14: zero padding vs trainable [pad] vs masked attention (Seaquest, 100K average)",
     "table15": "Tab. 15: [cls] vs average pooling with mr = 50% (100K average, 400K best median)",
     "criteria": "Saliency criteria (ours, SPEC §13-§14): object recall, mean K and 100K return per scorer",
+    "table_st": "Space-time attention over MAE tokens (ours, SPEC §16): per-frame [cls] (SPIRL, MAE-All) vs divided "
+                "space-time attention over all patches vs one sequence over SPIRL's selected patches (100K average); "
+                "then each agent's parameters and learner speed",
     "table_mlr": "MLR (ours, SPEC §15): our runs beside MLR's published 100K scores (Yu et al. 2022). Protocols "
                  "differ: MLR evaluates 100 episodes per run (seed count not stated), ours 50 (SPEC §10); mlr and "
                  "mlr_base run the released code's quirks (0-255 masked stream, post-terminal repeats without a "
@@ -183,11 +185,15 @@ def build_table(name: str, params: Params, results: Mapping[tuple, RunResult], r
             cell = measured_cell(runs, n, rep.bootstrap_reps, rep.ci_level, rng)
             rows.append({**row, **cell, "paper_z": paper_z(cell["mean"], row["paper_mean"], row["paper_std"])})
     rows += aggregate_rows(name, params, rows, reference)
-    return [{k: _fmt(row.get(k, math.nan)) if k in NUMERIC else row.get(k, "") for k in CELL_COLUMNS}
-            for row in rows]
+    return tidy(rows)
 
 
 NUMERIC = ("mean", "std", "ci_low", "ci_high", "paper_mean", "paper_std", "paper_z")
+
+
+def tidy(rows: Sequence[Mapping]) -> list[dict]:
+    """Cells as the CSV holds them: every CELL_COLUMNS key, numbers rounded (empty when missing), text as given."""
+    return [{k: _fmt(row.get(k, math.nan)) if k in NUMERIC else row.get(k, "") for k in CELL_COLUMNS} for row in rows]
 PAPER_BAND = 2.0  # a measured mean within the paper's mean ± 2 std (over its seeds) counts as consistent
 
 
@@ -245,88 +251,11 @@ def _iqm_cell(name: str, params: Params, cells: Sequence[dict], norm: Mapping, g
             else "partial"}
 
 
-def device_name(info: Mapping) -> str:
-    """A job's device in words, from its run.json: the GPU's name, or the CPU with its core count."""
-    machine = info.get("device", {})
-    if "gpu" in machine:
-        return str(machine["gpu"])
-    return f"CPU ({machine.get('cpu_count', '?')} cores, device {info.get('device_used', 'cpu')})"
-
-
-def pretraining_time_rows(params: Params, mae_runs: Mapping[str, Mapping | None], reference: Sequence[Reference]
-                          ) -> list[dict]:
-    """Tab. 1 (left): this pipeline's MAE pre-training hours per game and their mean, beside the paper's rows.
-
-    Args:
-        mae_runs: game -> the MAE stage's run.json (None if absent).
-    """
-    base = {"table": "table1", "part": "pre-training time", "unit": "hours", "variant": "", "regime": "",
-            "metric": "wall time"}
-    hours, rows = {}, []
-    for game, info in mae_runs.items():
-        row = {**base, "game": game, "method": "SPIRL (this pipeline)"}
-        if info is None or "wall_time_s" not in info:
-            rows.append({**row, "status": "missing", "note": "no run.json of the MAE pre-training"})
-            continue
-        if total_seconds(info) is None:  # resumed; the earlier processes' time unknown
-            rows.append({**row, "status": "missing", "note": "resumed from a checkpoint that did not record the "
-                         "earlier processes' time"})
-            continue
-        hours[game] = total_seconds(info) / 3600.0
-        rows.append({**row, "mean": hours[game], "status": "complete", "note": f"measured on {device_name(info)}"})
-    ours = {**base, "game": MEAN_OF_GAMES, "method": "SPIRL (this pipeline)"}
-    complete = len(hours) == len(mae_runs) and hours
-    ours.update({"mean": float(np.mean(list(hours.values()))) if complete else math.nan,
-                 "status": "complete" if complete else "missing",
-                 "note": f"mean over {len(hours)} games; the paper's times are its authors' (4 games, their machine)"})
-    reported = []
-    for ref in (r for r in reference if r.table == "table1_time"):
-        if ref.method == "SPIRL":
-            ours.update({"paper_mean": ref.mean, "paper_source": ref.source})
-        else:
-            reported.append({**base, "game": MEAN_OF_GAMES, "method": ref.method, "paper_mean": ref.mean,
-                             "paper_source": ref.source, "note": ref.note, "status": "reported (not run here)"})
-    rows += [ours, *reported]
-    return [{k: _fmt(row.get(k, math.nan)) if k in NUMERIC else row.get(k, "") for k in CELL_COLUMNS}
-            for row in rows]
-
-
-QUALITY_PARTS = (("recall", "object recall", "share of dynamic objects"), ("mean_k", "mean K", "patches"),
-                 ("lift", "recall lift over random patches", "ratio"))
-
-
-def criteria_quality_rows(params: Params, records: Mapping[str, Mapping | None]) -> list[dict]:
-    """The criteria table's saliency-quality parts (SPEC §14): per game and scorer (criteria.scorers), the recall
-    of the game's dynamic objects, the mean K and the lift over random patches with the same K, each with its
-    95% bootstrap CI over frames, from the game's saliency_quality JSON (src/saliency_quality.py).
-
-    Args:
-        records: game -> that JSON (None if absent: the cells say so).
-    """
-    rows = []
-    for stat, part, unit in QUALITY_PARTS:
-        for game, record in records.items():
-            scorers = (record or {}).get("result", {}).get("scorers", {})
-            for scorer in params.criteria.scorers:
-                row = {"table": "criteria", "part": part, "game": game, "method": scorer, "variant": "",
-                       "regime": "", "metric": "", "unit": unit}
-                entry = scorers.get(scorer, {}).get(stat)
-                if entry is None or entry.get("value") is None:
-                    why = "no saliency_quality record" if record is None else f"{scorer} not scored on {game}"
-                    rows.append({**row, "status": "missing", "note": why})
-                    continue
-                low, high = entry.get("ci", (None, None))
-                frames = scorers[scorer].get("n_frames", "")
-                rows.append({**row, "mean": entry["value"], "ci_low": math.nan if low is None else low,
-                             "ci_high": math.nan if high is None else high, "status": "complete",
-                             "note": f"{frames} OCAtari-labelled frames"})
-    return [{k: _fmt(row.get(k, math.nan)) if k in NUMERIC else row.get(k, "") for k in CELL_COLUMNS}
-            for row in rows]
-
-
 def _number(x, unit: str) -> str:
-    """Returns with one decimal, hours and normalised scores with three; never a negative zero."""
-    text = f"{x:.1f}" if unit == "return" else f"{x:.3f}"
+    """Returns with one decimal, parameters whole, hours and normalised scores with three; never a negative zero."""
+    if unit == "parameters":
+        return f"{float(x):,.0f}"
+    text = f"{x:.1f}" if unit in ("return", "updates/s") else f"{x:.3f}"
     return text.lstrip("-") if float(text) == 0 else text
 
 
