@@ -22,7 +22,8 @@ criteria.object_every) the newest frame is stored with the object list read from
 after the last emulator frame of the step: the state whose raw screen is the last of the two pooled into the
 frame. With it goes the previous agent step's frame of the same env (`previous`, for the frame_diff scorer,
 SPEC §13) and `has_previous`, False when the kept frame is the first of an episode (right after a reset: no
-previous frame, `previous` all zero).
+previous frame, `previous` all zero), and the wrapper's whole observation at that step (`stacks`, the agent's
+input: the frame_stack newest frames, oldest first, zeros before the episode's start; for agent saliency, SPEC §16).
 """
 
 from __future__ import annotations
@@ -131,18 +132,19 @@ def collect_with_objects(env: AtariEnv, tracker: RamObjects, n_frames: int, ever
         arrays: "frames" [F, S, S, 3] uint8 (the newest wrapper frame), "previous" [F, S, S, 3] uint8 (the
         newest frame of the agent step before, same env; zeros where there is none), "has_previous" [F] bool
         (False for an episode's first frame, i.e. the frame a reset gave), "steps" [F] int64 (agent step t),
-        "episodes" [F] int32, and "screens" [F, 210, 160, 3] uint8 if keep_screens;
+        "episodes" [F] int32, "stacks" [F, frame_stack, S, S, 3] uint8 (the observation, newest frame last), and
+        "screens" [F, 210, 160, 3] uint8 if keep_screens;
         objects: F lists of (category, (x, y, w, h), hud).
     """
     if n_frames < 1 or every < 1:
         raise ValueError(f"n_frames and every must be >= 1, got {n_frames}, {every}")
-    env.reset()
+    obs, _ = env.reset()
     tracker.reset()
     tracker.update(env.ale.getRAM())
     size = env.frame.shape
     arrays = {"frames": np.zeros((n_frames, *size), np.uint8), "previous": np.zeros((n_frames, *size), np.uint8),
               "has_previous": np.zeros(n_frames, bool), "steps": np.zeros(n_frames, np.int64),
-              "episodes": np.zeros(n_frames, np.int32)}
+              "episodes": np.zeros(n_frames, np.int32), "stacks": np.zeros((n_frames, *obs.shape), np.uint8)}
     if keep_screens:
         arrays["screens"] = np.zeros((n_frames, *SCREEN_HW, 3), np.uint8)
     objects: list[list] = []
@@ -153,6 +155,7 @@ def collect_with_objects(env: AtariEnv, tracker: RamObjects, n_frames: int, ever
         if step % every == 0:
             i = len(objects)
             arrays["frames"][i] = frame
+            arrays["stacks"][i] = obs
             if previous is not None:
                 arrays["previous"][i] = previous
                 arrays["has_previous"][i] = True
@@ -163,13 +166,14 @@ def collect_with_objects(env: AtariEnv, tracker: RamObjects, n_frames: int, ever
             objects.append(tracker.current())
             if on_frame is not None:
                 on_frame()
-        _, _, terminated, truncated, _ = env.step(int(policy_rng.integers(env.n_actions)))
+        obs, _, terminated, truncated, _ = env.step(int(policy_rng.integers(env.n_actions)))
         previous = frame
         step += 1
         if terminated or truncated:
             episode += 1
             previous = None
-            if env.reset(hard=first_life_only)[1]["hard_reset"]:
+            obs, info = env.reset(hard=first_life_only)
+            if info["hard_reset"]:
                 tracker.reset()  # a new game: fresh OCAtari slots, as its env's reset() gives
         tracker.update(env.ale.getRAM())
     return arrays, objects

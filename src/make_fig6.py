@@ -23,6 +23,7 @@ from matplotlib.patches import Patch, Rectangle
 
 from spirl.agents.agent import build_qnetwork
 from spirl.agents.attention import attention_set, fig6_masks, newest_frame_attention
+from spirl.agents.probe import n_actions_from_weights
 from spirl.agents.represent import representation_for_run
 from spirl.common.cli import base_parser, setup_logging
 from spirl.common.io import read_json
@@ -34,14 +35,6 @@ from spirl.saliency.mae import MaskedAutoencoder
 from spirl.saliency.pretrain import load_model
 
 COLOURS = {"selected": (0.9, 0.1, 0.1), "attention": (1.0, 0.9, 0.0), "both": (1.0, 0.55, 0.0)}
-
-
-def n_actions_from_weights(weights: dict[str, np.ndarray], atoms: int) -> int:
-    """The action count the policy was trained with: its advantage output has A·atoms rows."""
-    rows, value = weights["head.advantage_out.weight_mu"].shape[0], weights["head.value_out.weight_mu"].shape[0]
-    if value != atoms or rows % atoms:
-        raise ConfigError(f"weights do not fit agent.atoms = {atoms}: value rows {value}, advantage rows {rows}")
-    return rows // atoms
 
 
 def time_points(episodes: np.ndarray, stack: int, count: int) -> np.ndarray:

@@ -27,6 +27,7 @@ from spirl.workflow.plan import table_runs, training_runs
 
 FIGURES = ("fig2", "fig3", "fig8", "fig6", "curves", "intervals", "profile")
 CRITERIA = ("quality-md", "quality-fig", "wu-loss", "wu-masks")  # SPEC §13-§14, when the profile builds them
+PROBES = ("agent-saliency-md",)  # SPEC §16: what the trained agents look at, when the profile measures it
 
 
 def criteria_section(args, report_dir: Path) -> list[str]:
@@ -49,9 +50,18 @@ def criteria_section(args, report_dir: Path) -> list[str]:
     return lines
 
 
+def agent_saliency_section(args) -> list[str]:
+    """SPEC §16: the agent-saliency table (its figures are linked from it, relative to the report), if built."""
+    lines = []
+    for path in args.in_agent_saliency_md:
+        lines += [path.read_text() if path.is_file() else f"- the agent-saliency table is not made yet (`{path}` "
+                  "missing)", ""]
+    return lines
+
+
 def main() -> None:
     parser = base_parser(__doc__.splitlines()[0])
-    for name in ("tables", "train-run", "collect-run", "mae-run", "mae-loss", "mr", *FIGURES, *CRITERIA):
+    for name in ("tables", "train-run", "collect-run", "mae-run", "mae-loss", "mr", *FIGURES, *CRITERIA, *PROBES):
         parser.add_argument(f"--in-{name}", nargs="*", type=Path, default=[])
     parser.add_argument("--in-runs", type=Path, required=True)
     parser.add_argument("--in-bench", type=Path, required=True)
@@ -94,6 +104,7 @@ def main() -> None:
     lines += saliency_section(args.in_mae_run, args.in_mae_loss, args.in_mr, args.out_report.parent)
     lines += training_vs_k(args.in_bench, profile)
     lines += criteria_section(args, args.out_report.parent)
+    lines += agent_saliency_section(args)
     lines += ["## Tables", ""]
     for path in args.in_tables:
         lines += [re.sub(r"^## ", "### ", path.read_text(), flags=re.M), ""]  # one level below "## Tables"

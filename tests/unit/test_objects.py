@@ -383,6 +383,12 @@ def test_collector_has_no_previous_frame_at_episode_starts():
     assert not arrays["previous"][np.array(starts)].any()  # nothing stored where there is no previous frame
     within = np.flatnonzero(~np.array(starts))  # every = 1: the previous frame is the kept frame before
     np.testing.assert_array_equal(arrays["previous"][within], arrays["frames"][within - 1])
+    # the agent's observation: the newest frame last, the one before it second-to-last, zeros before an episode
+    assert arrays["stacks"].shape == (11, 4, 40, 40, 3)
+    np.testing.assert_array_equal(arrays["stacks"][:, -1], arrays["frames"])
+    np.testing.assert_array_equal(arrays["stacks"][within, -2], arrays["previous"][within])
+    assert not arrays["stacks"][np.array(starts), :-1].any()
+    np.testing.assert_array_equal(arrays["stacks"][3, :3], arrays["frames"][:3])  # a full stack: steps 0..3
 
 
 def test_collector_sizes_and_seeds_from_params():

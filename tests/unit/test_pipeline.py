@@ -111,7 +111,11 @@ def test_desk_profile_plans_exactly_its_slice_of_the_paper():
                        for s in (0, 1)), "aggregate",
                      *(f"{stage}-{t}" for stage in ("table", "publish") for t in ("table1", "table2", "table11",
                                                                                   "criteria")),
-                     "figures", "fig6-Frostbite", "report"]
+                     "figures", "fig6-Frostbite",
+                     *(f"agent_saliency-{v}-100k-Frostbite-0" for v in (
+                         "spirl", "mae_all", "de_rainbow", "de_rainbow_p", "spirl_framediff", "spirl_wu",
+                         "spirl_random")),
+                     "agent_saliency_table", "report"]
     # the paper's settings: nothing of the method or agent differs from params.yaml but the profile's scope (and
     # how often a run is checkpointed)
     full = params("full")
@@ -171,7 +175,7 @@ def test_torch_stages_are_exactly_those_whose_scripts_set_up_torch():
     torch_stages = {name for name, stage in P.STAGES.items() if stage.torch}
     assert torch_stages == {name for name, stage in P.STAGES.items() if _calls_setup_torch(stage.script)}
     assert torch_stages == {"pretrain_mae", "estimate_mr", "saliency_figures", "pretrain_wu", "estimate_mr_scorer",
-                            "saliency_quality", "train", "fig6"}
+                            "saliency_quality", "train", "fig6", "agent_saliency"}
 
 
 def test_the_plan_takes_each_scorers_needs_from_the_registry(monkeypatch):

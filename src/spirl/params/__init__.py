@@ -10,6 +10,7 @@ from spirl.params.load import REPO_ROOT, deep_merge, load_params, params_from_di
 from spirl.params.model import (
     OVERRIDABLE,
     AgentParams,
+    AgentSaliencyParams,
     AtariParams,
     CollectParams,
     CriteriaParams,
@@ -45,8 +46,9 @@ from spirl.params.values import (
 from spirl.params.variants import check_consistency, resolve_mr, resolve_variant
 
 __all__ = ["AGGREGATORS", "AUGMENTS", "ERROR_SPACES", "IS_WEIGHT_NORMS", "LOSS_ON", "NEW_PRIORITIES", "OVERRIDABLE",
-           "PADDINGS", "POOLS", "REPO_ROOT", "SCORERS", "SELECTIONS", "AgentParams", "AtariParams", "CollectParams",
-           "ConfigError", "CriteriaParams", "EvalParams", "ExperimentParams", "MAEParams", "MLRParams", "Params",
-           "RegimeParams", "ReplayParams", "ReportParams", "RunSpec", "RuntimeParams", "SaliencyParams", "TableSpec",
-           "TrainParams", "VariantSpec", "WuParams", "check_consistency", "deep_merge", "describe", "load_params",
-           "params_from_dict", "read_params", "read_yaml", "replace", "resolve_mr", "resolve_variant", "to_plain"]
+           "PADDINGS", "POOLS", "REPO_ROOT", "SCORERS", "SELECTIONS", "AgentParams", "AgentSaliencyParams",
+           "AtariParams", "CollectParams", "ConfigError", "CriteriaParams", "EvalParams", "ExperimentParams",
+           "MAEParams", "MLRParams", "Params", "RegimeParams", "ReplayParams", "ReportParams", "RunSpec",
+           "RuntimeParams", "SaliencyParams", "TableSpec", "TrainParams", "VariantSpec", "WuParams",
+           "check_consistency", "deep_merge", "describe", "load_params", "params_from_dict", "read_params",
+           "read_yaml", "replace", "resolve_mr", "resolve_variant", "to_plain"]

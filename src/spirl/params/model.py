@@ -248,6 +248,14 @@ class MLRParams(Frozen):
     decoder_mlp_ratio: PosInt
 
 
+class AgentSaliencyParams(Frozen):
+    frames: PosInt
+    stride: PosInt
+    sigma_blur: PosNumber
+    sigma_mask: PosNumber
+    batch: PosInt
+
+
 class EvalParams(Frozen):
     n_envs: PosInt
     epsilon: Share
@@ -289,6 +297,7 @@ class Params(Frozen):
     replay: ReplayParams
     train: TrainParams
     mlr: MLRParams
+    agent_saliency: AgentSaliencyParams
     eval: EvalParams
     report: ReportParams
     runtime: RuntimeParams

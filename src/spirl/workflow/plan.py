@@ -9,12 +9,30 @@ job (stages) are defined in spirl.workflow.stages.
 from __future__ import annotations
 
 import string
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from spirl.params import Params, resolve_variant
-from spirl.saliency import registry
+from spirl.params import Params
+from spirl.workflow.runs import (  # re-exported: the rules and tests use plan.training_runs etc.
+    OTHER_SCORERS,
+    agent_saliency_runs,
+    criteria_games,
+    fig6_games,
+    needed_games,
+    reads_wu,
+    saliency_games,
+    scorer_mr_jobs,
+    scorer_mr_template,
+    seed_group_label,
+    table_runs,
+    train_input_names,
+    training_runs,
+    variant_scorer,
+    wu_games,
+)
 from spirl.workflow.stages import (  # re-exported: the rules and tests use plan.TRAIN etc.
+    AGENT_SALIENCY,
+    AGENT_SALIENCY_TABLE,
     AGGREGATE,
     COLLECT,
     ESTIMATE_MR,
@@ -50,9 +68,12 @@ def param_files(profile: str) -> tuple[str, str]:
     return (PARAMS_FILE, overlay_file(profile))
 
 
-__all__ = ["AGGREGATE", "COLLECT", "ESTIMATE_MR", "ESTIMATE_MR_SCORER", "FIG6", "FIG6_RUN", "FIG8",
-           "FIGURES", "OBJECTS", "PRETRAIN_MAE", "PRETRAIN_WU", "PUBLISH", "QUALITY_TABLE", "REPORT",
-           "SALIENCY_FIGURES", "SALIENCY_QUALITY", "STAGES", "TABLE", "TRAIN", "Stage"]
+__all__ = ["AGENT_SALIENCY", "AGENT_SALIENCY_TABLE", "AGGREGATE", "COLLECT", "ESTIMATE_MR", "ESTIMATE_MR_SCORER",
+           "FIG6", "FIG6_RUN", "FIG8", "FIGURES", "OBJECTS", "PRETRAIN_MAE", "PRETRAIN_WU", "PUBLISH", "QUALITY_TABLE",
+           "REPORT", "SALIENCY_FIGURES", "SALIENCY_QUALITY", "STAGES", "TABLE", "TRAIN", "Stage", "OTHER_SCORERS",
+           "agent_saliency_runs", "criteria_games", "fig6_games", "needed_games", "reads_wu", "saliency_games",
+           "scorer_mr_jobs", "scorer_mr_template", "seed_group_label", "table_runs", "train_input_names",
+           "training_runs", "variant_scorer", "wu_games"]
 
 
 @dataclass(frozen=True)
@@ -163,109 +184,6 @@ def command(stage: Stage, profile: str, wildcards: Mapping[str, str], job: Job |
     return " ".join(parts)
 
 
-def needed_games(params: Params) -> list[str]:
-    """Games that some built table needs, in experiment.games order (their frames are collected)."""
-    wanted: set[str] = set()
-    for name in params.experiment.built_tables:
-        table = params.experiment.tables[name]
-        wanted.update(params.experiment.games if table.games == "all" else table.games)
-    return [g for g in params.experiment.games if g in wanted]
-
-
-def saliency_games(params: Params) -> list[str]:
-    """Needed games whose MAE, mr estimate and Figs. 2, 3 are built (experiment.saliency_games); Fig. 8 spans them."""
-    return [g for g in needed_games(params) if g in params.experiment.mae_games]
-
-
-def train_input_names(params: Params, variant: str) -> tuple[str, ...]:
-    """What a run reads: the game's MAE and mr estimate (spirl base; its scorer's, see train_job), its Wu mask
-    (a scorer that scores with it), its frames (replay pre-fill)."""
-    resolved = resolve_variant(params, variant)
-    names = ("model", "mr") if params.experiment.variants[variant].base == "spirl" else ()
-    names += ("wu",) if names and reads_wu([resolved.saliency.scorer]) else ()
-    return names + (("frames",) if resolved.replay.prefill == "pretraining" else ())
-
-
-def variant_scorer(params: Params, variant: str) -> str | None:
-    """The saliency scorer a variant's runs select patches with (None: a de_rainbow base, no selection)."""
-    if params.experiment.variants[variant].base != "spirl":
-        return None
-    return resolve_variant(params, variant).saliency.scorer
-
-
-def reads_wu(scorers: Iterable[str]) -> bool:
-    """Whether a job that scores with any of `scorers` reads the game's trained Wu mask."""
-    return any(registry.spec(s).needs_wu for s in scorers)
-
-
-OTHER_SCORERS = tuple(name for name, spec in registry.SPECS.items() if not spec.paper)
-"""The scorers besides the paper's criterion (SPEC §4): each one's mr estimate is an ESTIMATE_MR_SCORER job."""
-
-
-def scorer_mr_template(scorer: str) -> str:
-    """Where a scorer's mr estimate lives: ESTIMATE_MR's for the paper's scorer, ESTIMATE_MR_SCORER's for others."""
-    stage = ESTIMATE_MR if registry.spec(scorer).paper else ESTIMATE_MR_SCORER
-    return stage.outputs["mr"].replace("{scorer}", scorer)
-
-
-def criteria_games(params: Params) -> list[str]:
-    """Games whose saliency criteria are compared against OCAtari's objects (SPEC §14): the games of
-    experiment.tables.criteria that have an MAE, when the profile builds that table; else none."""
-    if "criteria" not in params.experiment.built_tables:
-        return []
-    spec, mae = params.experiment.tables["criteria"], set(saliency_games(params))
-    games = params.experiment.games if spec.games == "all" else spec.games
-    return [g for g in params.experiment.games if g in games and g in mae]
-
-
-def scorer_mr_jobs(params: Params) -> list[tuple[str, str]]:
-    """(game, scorer) of every other scorer's mr estimate (SPEC §13): the compared scorers on the criteria games,
-    and the scorer of every planned run of a scorer variant."""
-    pairs = {(g, s): None for g in criteria_games(params) for s in params.criteria.scorers if s in OTHER_SCORERS}
-    for run in training_runs(params):
-        scorer = variant_scorer(params, run["variant"])
-        if scorer in OTHER_SCORERS:
-            pairs[(run["game"], scorer)] = None
-    return sorted(pairs, key=lambda p: (params.experiment.games.index(p[0]), params.criteria.scorers.index(p[1])
-                                        if p[1] in params.criteria.scorers else 99, p[1]))
-
-
-def wu_games(params: Params) -> list[str]:
-    """Games whose Wu mask is trained: those with the mr estimate of a scorer that reads it (hence the criteria
-    games when criteria.scorers has such a scorer, and every game of a run that selects with one)."""
-    games = {g for g, s in scorer_mr_jobs(params) if reads_wu([s])}
-    games.update(criteria_games(params) if reads_wu(params.criteria.scorers) else ())
-    return [g for g in params.experiment.games if g in games]
-
-
-def table_runs(params: Params, table: str) -> list[dict[str, str]]:
-    """Every (variant, regime, game, seed) that one table needs, in a stable order."""
-    exp, spec, runs = params.experiment, params.experiment.tables[table], []
-    games = exp.games if spec.games == "all" else spec.games
-    for run in spec.runs:
-        for game in filter(run.runs_on, games):
-            for seed in range(exp.variants[run.variant].n_seeds):
-                runs.append({"variant": run.variant, "regime": run.regime, "game": game, "seed": str(seed)})
-    return runs
-
-
-def training_runs(params: Params) -> list[dict[str, str]]:
-    """Every (variant, regime, game, seed) that the requested tables need, once, in a stable order."""
-    runs = {}
-    for table in params.experiment.built_tables:
-        for run in table_runs(params, table):
-            runs[tuple(run.values())] = run
-    return list(runs.values())
-
-
-def seed_group_label(seeds: tuple[str, ...]) -> str:
-    """The seed wildcard of a job of several seeds: "FIRST-LAST" for consecutive seeds (its DVC name, log name)."""
-    first, last = int(seeds[0]), int(seeds[-1])
-    if [int(s) for s in seeds] != list(range(first, last + 1)):
-        raise ValueError(f"a job's seeds must be consecutive, got {seeds}")
-    return f"{first}-{last}"
-
-
 def train_jobs(params: Params) -> list[Job]:
     """The training jobs: one per run, or with runtime.seeds_per_job = S > 1, one per S consecutive seeds of a
     (variant, regime, game) (the last group may be smaller), trained together in one process."""
@@ -279,6 +197,15 @@ def train_jobs(params: Params) -> list[Job]:
             label = chunk[0] if per_job == 1 else seed_group_label(chunk)
             out.append(train_job(params, {"variant": variant, "regime": regime, "game": game, "seed": label}))
     return out
+
+
+def agent_saliency_job(params: Params, wildcards: Mapping[str, str]) -> Job:
+    """A run's agent-saliency job: it reads what the run's representation reads (train_job), the run's weights and
+    record, and the game's object frames."""
+    train = train_job(params, wildcards)
+    names = ("weights", "run", "frames", "objects", *(n for n in train.input_names if n != "frames"))
+    return Job(AGENT_SALIENCY, params.experiment.profile, dict(wildcards), input_names=names,
+               input_templates=train.input_templates)
 
 
 def train_job(params: Params, wildcards: Mapping[str, str]) -> Job:
@@ -314,13 +241,6 @@ def table_job(params: Params, table: str, stage: Stage) -> Job:
     return Job(stage, params.experiment.profile, {"table": table}, games, names, runs)
 
 
-def fig6_games(params: Params) -> list[str]:
-    """Games with a Fig. 6: those where the tables train the run Fig. 6 shows (FIG6_RUN)."""
-    planned = {(r["variant"], r["regime"], r["game"], r["seed"]) for r in training_runs(params)}
-    v = FIG6_RUN
-    return [g for g in saliency_games(params) if (v["variant"], v["regime"], g, v["seed"]) in planned]
-
-
 def jobs(params: Params) -> list[Job]:
     """Every job the requested tables need, for the params' profile, in a stable order."""
     profile, games, mae_games = params.experiment.profile, needed_games(params), tuple(saliency_games(params))
@@ -340,6 +260,9 @@ def jobs(params: Params) -> list[Job]:
               *(table_job(params, t, stage) for stage in (TABLE, PUBLISH) for t in tables),
               Job(FIGURES, profile, {}, runs=runs),
               *(Job(FIG6, profile, {"game": g}) for g in fig6_games(params)),
+              *(agent_saliency_job(params, run) for run in agent_saliency_runs(params)),
+              *([Job(AGENT_SALIENCY_TABLE, profile, {}, runs=tuple(agent_saliency_runs(params)))]
+                if agent_saliency_runs(params) else []),
               report_job(params)]
     return [*per_game, *fig8, *train, *report]
 
@@ -362,6 +285,7 @@ def report_job(params: Params) -> Job:
     games, mae_games = tuple(needed_games(params)), tuple(saliency_games(params))
     crit, wu = criteria_games(params), wu_games(params)
     optional = {"fig6": fig6_games(params) == list(mae_games), "quality-md": bool(crit),
+                "agent-saliency-md": bool(agent_saliency_runs(params)),
                 "quality-fig": bool(crit) and crit == list(mae_games),
                 "wu-loss": bool(wu) and wu == list(mae_games), "wu-masks": bool(wu) and wu == list(mae_games)}
     names = tuple(n for n in REPORT.inputs
@@ -387,6 +311,10 @@ def job_for(params: Params, stage: Stage, wildcards: Mapping[str, str]) -> Job:
         return train_job(params, wc)
     if stage is REPORT:
         return report_job(params)
+    if stage is AGENT_SALIENCY:
+        return agent_saliency_job(params, wc)
+    if stage is AGENT_SALIENCY_TABLE:
+        return Job(stage, profile, wc, runs=tuple(agent_saliency_runs(params)))
     if stage in (AGGREGATE, FIGURES):
         return Job(stage, profile, wc, runs=tuple(training_runs(params)))
     return Job(stage, profile, wc, games)

@@ -245,6 +245,31 @@ FIG6 = Stage(
     torch=True,
 )
 
+AGENT_SALIENCY = Stage(
+    name="agent_saliency",
+    script="src/agent_saliency.py",
+    wildcards=("variant", "regime", "game", "seed"),
+    inputs={"weights": TRAIN.outputs["weights"], "run": TRAIN.outputs["run"], "frames": OBJECTS.outputs["frames"],
+            "objects": OBJECTS.outputs["objects"], "model": PRETRAIN_MAE.outputs["model"],
+            "mr": ESTIMATE_MR.outputs["mr"], "wu": PRETRAIN_WU.outputs["model"]},
+    outputs={"json": "results/{profile}/agent_saliency/{variant}/{regime}/{game}/{seed}.json",
+             "figure": "reports/{profile}/fig_agent_saliency/{variant}/{regime}/{game}/{seed}.png"},
+    sections=("atari", "mae", "saliency", "agent", "criteria.dynamic_categories", "agent_saliency", "runtime",
+              "experiment.variants.{variant}"),
+    log="work/{profile}/logs/agent_saliency/{variant}-{regime}-{game}-{seed}.log",
+    torch=True,
+)
+
+AGENT_SALIENCY_TABLE = Stage(
+    name="agent_saliency_table",
+    script="src/agent_saliency_table.py",
+    wildcards=(),
+    inputs={"json": AGENT_SALIENCY.outputs["json"]},
+    outputs={"csv": "results/{profile}/agent_saliency.csv", "md": "results/{profile}/agent_saliency.md"},
+    sections=("experiment.profile",),
+    log="work/{profile}/logs/agent_saliency_table.log",
+)
+
 REPORT = Stage(
     name="report",
     script="src/make_report.py",
@@ -255,7 +280,8 @@ REPORT = Stage(
             "fig2": SALIENCY_FIGURES.outputs["fig2"], "fig3": SALIENCY_FIGURES.outputs["fig3"],
             "fig8": FIG8.outputs["fig8"], "fig6": FIG6.outputs["figure"], **FIGURES.outputs, "bench": "bench/results",
             "quality-md": QUALITY_TABLE.outputs["md"], "quality-fig": SALIENCY_QUALITY.outputs["figure"],
-            "wu-loss": PRETRAIN_WU.outputs["loss-png"], "wu-masks": PRETRAIN_WU.outputs["masks"]},
+            "wu-loss": PRETRAIN_WU.outputs["loss-png"], "wu-masks": PRETRAIN_WU.outputs["masks"],
+            "agent-saliency-md": AGENT_SALIENCY_TABLE.outputs["md"]},
     outputs={"report": "reports/{profile}/report.md"},
     sections=("experiment", "train", "saliency", "criteria", "report", "runtime"),
     log="work/{profile}/logs/report.log",
@@ -264,4 +290,5 @@ REPORT = Stage(
 
 STAGES: dict[str, Stage] = {s.name: s for s in (COLLECT, PRETRAIN_MAE, ESTIMATE_MR, SALIENCY_FIGURES, PRETRAIN_WU,
                                                  ESTIMATE_MR_SCORER, OBJECTS, SALIENCY_QUALITY, QUALITY_TABLE, FIG8,
-                                                 TRAIN, AGGREGATE, TABLE, PUBLISH, FIGURES, FIG6, REPORT)}
+                                                 TRAIN, AGGREGATE, TABLE, PUBLISH, FIGURES, FIG6, AGENT_SALIENCY,
+                                                 AGENT_SALIENCY_TABLE, REPORT)}
