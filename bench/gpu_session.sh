@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU measurements of issue "Scale", in steps that each fit one device call (<= 10 minutes), paper profile.
-#   bash bench/gpu_session.sh micro   # env, pre-training, saliency and learner benchmarks
+#   bash bench/gpu_session.sh micro   # env, pre-training, saliency and learner benchmarks (with the space-time
+#                                       aggregators of SPEC §16 beside spirl and mae_all)
 #   bash bench/gpu_session.sh mae     # Seaquest: frames, the 50-epoch MAE and mr (the real DAG jobs)
 #   bash bench/gpu_session.sh spirl   # one whole SPIRL 100K run on Seaquest, split into its parts
 #   bash bench/gpu_session.sh der     # one whole DE-Rainbow 100K run on Seaquest
@@ -37,7 +38,10 @@ case "${1:-}" in
     python bench/pretrain.py --out $res/pretrain-$tag.json
     python bench/saliency.py --game $game --out $res/saliency-$tag.json
     python bench/learner.py --game $game --seeds-per-job 5 --out $res/learner-$tag.json
-    keep $res/env-$tag.json $res/pretrain-$tag.json $res/saliency-$tag.json $res/learner-$tag.json ;;
+    python bench/learner.py --game $game --variants spirl mae_all divst_all jointst_spirl --rounds 2 \
+      --out $res/learner-spacetime-$tag.json
+    keep $res/env-$tag.json $res/pretrain-$tag.json $res/saliency-$tag.json $res/learner-$tag.json \
+      $res/learner-spacetime-$tag.json ;;
   plan | mae)  # the DAG's own commands for the game's frames, MAE and mr (no Snakemake needed)
     cmds=$(python -c "
 from spirl.workflow import plan

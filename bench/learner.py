@@ -118,7 +118,7 @@ class VariantBench:
     def __init__(self, params, variant: str, game: str, device: torch.device, seconds: float) -> None:
         p = resolve_variant(params, variant)
         base = p.experiment.variants[variant].base
-        k_max = k_max_from_ratio(144, p.saliency.paper_mr[game])
+        k_max = 144 if p.saliency.selection == "all" else k_max_from_ratio(144, p.saliency.paper_mr[game])
         self.p, self.variant, self.device, self.seconds = p, variant, device, seconds
         self.spec = frame_spec(base, p.agent, k_max, p.mae.encoder_dim, p.atari.frame_size_px,
                                p.replay.embedding_dtype)

@@ -12,8 +12,9 @@ the perturbation map (Greydanus et al. 2018: the newest frame blurred inside a G
 agent_saliency.stride-th pixel, S = ½‖Q(I) − Q(Ĩ)‖² of the expected Q-values, noise off, through the whole
 representation: spirl.agents.probe), its share on the dynamic objects' boxes (criteria.dynamic_categories, boxes
 scaled from the 210×160 screen to the frame, rounded outwards) beside the boxes' share of the frame's area (what a
-uniform map would give), and for SPIRL-family agents its share inside the selected patches beside their area share.
-Runs where the run's weights are (it reads them; no weights are committed).
+uniform map would give), and for SPIRL-family agents its share inside the selected patches beside their area share,
+and the newest frame's attention drawn (heads averaged). Runs where the run's weights are (it reads them; no
+weights are committed).
 """
 
 from __future__ import annotations
@@ -24,11 +25,21 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 
-from spirl.agents.agent_saliency import alpha_blend, box_mask, mass_share, patch_mask, perturbation_saliency
+from spirl.agents.agent import real_rows
+from spirl.agents.agent_saliency import (
+    alpha_blend,
+    attention_overlay,
+    box_mask,
+    mass_share,
+    patch_mask,
+    perturbation_saliency,
+)
 from spirl.agents.probe import StackQ, load_policy
 from spirl.agents.rainbow import support
 from spirl.agents.represent import representation_for_run
+from spirl.agents.spacetime import DividedSpaceTimeEncoder
 from spirl.common.cli import base_parser, setup_logging
 from spirl.common.io import read_json, write_json
 from spirl.common.plots import save_figure
@@ -61,10 +72,31 @@ def pick_frames(stacks: np.ndarray, objects, count: int) -> np.ndarray:
     return pool[np.unique(np.linspace(0, len(pool) - 1, min(count, len(pool))).round().astype(np.int64))]
 
 
+def newest_attention(probe: StackQ, stack: np.ndarray, selected: np.ndarray, patch_px: int) -> np.ndarray:
+    """The attention agent's attention on the stack's newest frame, heads averaged, min-max normalised, on the frame
+    (agent_saliency.attention_overlay): per-frame [cls] (SPIRL, MAE-All) and joint_st: the newest [cls] over the
+    newest frame's keys; divided_st: its spatial attention in the newest frame, averaged over the query patches."""
+    encoder = probe.network.encoder
+    x = torch.as_tensor(probe.representations(stack[None]), dtype=torch.float32)  # [1, F, K, D]
+    counts = real_rows(x)
+    with torch.no_grad():
+        if isinstance(encoder, DividedSpaceTimeEncoder):
+            weights = encoder.attention_weights(x, counts)[1][0, -1]  # [H, K queries, K keys]
+            keys = np.arange(weights.shape[-1])  # MAE-All rows: patch p is row p
+        else:
+            att = encoder.attention_weights(x, counts)  # [1, F, H, 1+K] or joint [1, F, H, F, 1+K]
+            weights = (att[0, -1, :, -1] if att.dim() == 5 else att[0, -1])[:, None, :]  # [H, 1 query, 1+K]
+            keys = np.full(weights.shape[-1], -1)
+            keys[1:1 + len(selected)] = selected  # key 0 is the [cls]; rows past K are padding
+    side = stack.shape[1]
+    return attention_overlay(weights.numpy(), keys, (side, side), patch_px).mean(axis=0)
+
+
 def draw(stacks: np.ndarray, maps: list[np.ndarray], boxes: list, selections: list | None, title: str, path: Path,
-         patch_px: int) -> None:
-    """One row per frame: the frame with the dynamic objects' boxes, the saliency map on it, the selected patches."""
-    cols = 3 if selections is not None else 2
+         patch_px: int, attention: list | None = None) -> None:
+    """One row per frame: the frame with the dynamic objects' boxes, the saliency map on it, the selected patches,
+    the newest frame's attention (attention agents)."""
+    cols = 2 + (selections is not None) + (attention is not None)
     fig, axes = plt.subplots(len(maps), cols, figsize=(2.6 * cols, 2.6 * len(maps)), squeeze=False)
     for r, (stack, saliency) in enumerate(zip(stacks, maps, strict=True)):
         frame = stack[-1]
@@ -76,10 +108,12 @@ def draw(stacks: np.ndarray, maps: list[np.ndarray], boxes: list, selections: li
         if selections is not None:
             axes[r, 2].imshow(alpha_blend(frame, patch_mask(frame.shape[:2], selections[r], patch_px).astype(float),
                                           color=(0, 128, 255)))
+        if attention is not None:
+            axes[r, 3].imshow(alpha_blend(frame, attention[r], color=(255, 200, 0)))
         for ax in axes[r]:
             ax.set_xticks([])
             ax.set_yticks([])
-    heads = ["frame, dynamic objects", "perturbation saliency", "selected patches"][:cols]
+    heads = ["frame, dynamic objects", "perturbation saliency", "selected patches", "attention, newest frame"][:cols]
     for ax, head in zip(axes[0], heads, strict=True):
         ax.set_title(head, fontsize=8)
     fig.suptitle(title, fontsize=9)
@@ -116,7 +150,7 @@ def main() -> None:
         objects = unpack_objects(data, params.criteria.dynamic_categories[game])
     picks = pick_frames(stacks, objects, probe_params.frames)
     frame_px, patch_px = stacks.shape[2], params.mae.patch_size_px
-    start, records, maps, boxes, selections = time.perf_counter(), [], [], [], []
+    start, records, maps, boxes, selections, attention = time.perf_counter(), [], [], [], [], []
     for i in picks.tolist():
         saliency = perturbation_saliency(stacks[i], probe, probe_params.stride, probe_params.sigma_blur,
                                          probe_params.sigma_mask, batch=probe_params.batch)
@@ -129,6 +163,7 @@ def main() -> None:
             record |= {"selected_share": mass_share(saliency, region), "selected_area": float(region.mean()),
                        "k": len(chosen)}
             selections.append(chosen)
+            attention.append(newest_attention(probe, stacks[i], chosen, patch_px))
         records.append(record)
         maps.append(saliency)
         log.info("%s %s %s: frame %d: %s", args.variant, game, args.seed, i, record)
@@ -137,7 +172,7 @@ def main() -> None:
     means = {k: float(np.nanmean([r[k] for r in records])) for k in keys}
     draw(stacks[picks], maps, boxes, selections if selections else None,
          f"{args.variant} {args.regime} {game} seed {args.seed}: mass on moving objects {means['objects_share']:.2f} "
-         f"(their area {means['objects_area']:.2f})", args.out_figure, patch_px)
+         f"(their area {means['objects_area']:.2f})", args.out_figure, patch_px, attention if attention else None)
     write_json(args.out_json, run_record(
         stage="agent_saliency", params=to_plain(params),
         wildcards={"variant": args.variant, "regime": args.regime, "game": game, "seed": args.seed,
