@@ -63,7 +63,7 @@ TINY = {
                           "400k": {"total_env_steps": 80, "replay_capacity_transitions": 80,
                                    "eval_every_env_steps": 40}}},
     "eval": {"n_envs": 1},
-    "agent_saliency": {"frames": 1, "stride": 8},
+    "agent_saliency": {"variants": ["spirl", "de_rainbow"], "frames": 1, "stride": 8},  # a SPIRL and a pixel agent
     "wu": {"pair_samples": 256, "checkpoint_every_updates": 2},  # 4 updates of 64
     "criteria": {"object_frames": 6, "object_every": 2, "scorers": ["mae_surround", "frame_diff", "wu_mask"]},
     "report": {"bootstrap_reps": 50, "fig2_frames": 1, "fig3_frames": 2, "fig6_frames": 1},

@@ -204,3 +204,21 @@ def test_the_plan_takes_each_scorers_needs_from_the_registry(monkeypatch):
     assert "wu" not in P.quality_job(p, "Frostbite").inputs
     with pytest.raises(ValueError, match=r"saliency.scorer must be one of .*, got 'sobel'"):
         P.scorer_mr_template("sobel")
+
+
+def test_agent_saliency_probes_seed_0_of_the_named_variants_on_the_criteria_games():
+    from spirl.params import ConfigError, check_consistency
+
+    p = params("desk")
+    assert {r["variant"] for r in P.agent_saliency_runs(p)} == {
+        "spirl", "mae_all", "de_rainbow", "de_rainbow_p", "spirl_framediff", "spirl_wu", "spirl_random"}
+    assert {(r["game"], r["seed"]) for r in P.agent_saliency_runs(p)} == {("Frostbite", "0")}
+    narrow = replace(p, agent_saliency=replace(p.agent_saliency, variants=("spirl", "de_rainbow")))
+    assert [r["variant"] for r in P.agent_saliency_runs(narrow)] == ["spirl", "de_rainbow"]
+    job = P.agent_saliency_job(narrow, P.agent_saliency_runs(narrow)[0])
+    assert job.inputs["mr"] == ["results/desk/mr/Frostbite/mr.json"] and "wu" not in job.inputs
+    assert job.inputs["weights"] == ["results/desk/runs/spirl/100k/Frostbite/0/weights.npz"]
+    pixels = P.agent_saliency_job(narrow, P.agent_saliency_runs(narrow)[1])
+    assert set(pixels.inputs) == {"weights", "run", "frames", "objects"}
+    with pytest.raises(ConfigError, match="agent_saliency.variants has 'nope'"):
+        check_consistency(replace(p, agent_saliency=replace(p.agent_saliency, variants=("nope",))))

@@ -249,6 +249,7 @@ class MLRParams(Frozen):
 
 
 class AgentSaliencyParams(Frozen):
+    variants: AllOr | Annotated[tuple[Name, ...], NON_EMPTY, DISTINCT]
     frames: PosInt
     stride: PosInt
     sigma_blur: PosNumber

@@ -53,6 +53,10 @@ def check_consistency(params: Params) -> None:
         for name in exp.build_tables:
             if name not in exp.tables:
                 raise ConfigError(f"experiment.build_tables has {name!r}; allowed: {', '.join(exp.tables)}")
+    probed = params.agent_saliency.variants
+    for name in () if probed == "all" else probed:
+        if name not in exp.variants:
+            raise ConfigError(f"agent_saliency.variants has {name!r}; allowed: {', '.join(exp.variants)}")
     if exp.saliency_games != "all":
         for game in exp.saliency_games:
             if game not in exp.games:

@@ -122,6 +122,7 @@ def fig6_games(params: Params) -> list[str]:
 
 def agent_saliency_runs(params: Params) -> list[dict[str, str]]:
     """The runs whose agent saliency is measured (SPEC §16): seed 0 of every planned (variant, regime, game) on a
-    game with OCAtari's object frames (criteria_games)."""
-    games = set(criteria_games(params))
-    return [run for run in training_runs(params) if run["seed"] == "0" and run["game"] in games]
+    game with OCAtari's object frames (criteria_games), of the variants agent_saliency.variants names."""
+    games, wanted = set(criteria_games(params)), params.agent_saliency.variants
+    return [run for run in training_runs(params) if run["seed"] == "0" and run["game"] in games
+            and (wanted == "all" or run["variant"] in wanted)]
