@@ -107,14 +107,15 @@ def test_desk_profile_plans_exactly_its_slice_of_the_paper():
                      "train-spirl-100k-Frostbite-0", *(f"train-mae_all-100k-Frostbite-{s}" for s in (0, 1)),
                      *(f"train-{v}-100k-{g}-{s}" for v in ("de_rainbow", "de_rainbow_p") for g in games
                        for s in (0, 1)),
-                     *(f"train-{v}-100k-Frostbite-{s}" for v in ("spirl_framediff", "spirl_wu", "spirl_random")
-                       for s in (0, 1)), "aggregate",
+                     *(f"train-{v}-100k-Frostbite-{s}" for v in ("spirl_framediff", "spirl_wu", "spirl_random",
+                                                                  "divst_all", "jointst_random") for s in (0, 1)),
+                     "aggregate",
                      *(f"{stage}-{t}" for stage in ("table", "publish") for t in ("table1", "table2", "table11",
-                                                                                  "criteria")),
+                                                                                  "criteria", "table_st")),
                      "figures", "fig6-Frostbite",
                      *(f"agent_saliency-{v}-100k-Frostbite-0" for v in (
                          "spirl", "mae_all", "de_rainbow", "de_rainbow_p", "spirl_framediff", "spirl_wu",
-                         "spirl_random")),
+                         "spirl_random", "divst_all", "jointst_random")),
                      "agent_saliency_table", "report"]
     # the paper's settings: nothing of the method or agent differs from params.yaml but the profile's scope (and
     # how often a run is checkpointed)
@@ -211,7 +212,8 @@ def test_agent_saliency_probes_seed_0_of_the_named_variants_on_the_criteria_game
 
     p = params("desk")
     assert {r["variant"] for r in P.agent_saliency_runs(p)} == {
-        "spirl", "mae_all", "de_rainbow", "de_rainbow_p", "spirl_framediff", "spirl_wu", "spirl_random"}
+        "spirl", "mae_all", "de_rainbow", "de_rainbow_p", "spirl_framediff", "spirl_wu", "spirl_random", "divst_all",
+        "jointst_random"}
     assert {(r["game"], r["seed"]) for r in P.agent_saliency_runs(p)} == {("Frostbite", "0")}
     narrow = replace(p, agent_saliency=replace(p.agent_saliency, variants=("spirl", "de_rainbow")))
     assert [r["variant"] for r in P.agent_saliency_runs(narrow)] == ["spirl", "de_rainbow"]
