@@ -15,9 +15,11 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from spirl.params import REPO_ROOT, params_from_dict, read_params
+from spirl.reporting import tables as T
 from spirl.reporting.scores import RUN_FIELDS, load_run
 from spirl.reporting.table_parts import pretraining_time_rows
 from spirl.reporting.tables import build_table, read_reference, table_columns, to_markdown
@@ -423,3 +425,23 @@ def test_space_time_cost_rows_hand_worked():
     assert "not recorded" in rows[("Q-network parameters", "mae_all")]["note"]
     assert rows[("learner updates/s", "jointst_spirl")]["note"] == "no complete run"
     assert "644,978" in to_markdown("table_st", list(rows.values()), "smoke")
+
+
+def test_bf16_error_maps_are_named_in_the_cell_and_the_notes(tmp_path):
+    """issue 28: a SPIRL-family run whose error maps ran in bf16 is a named deviation; a pixel run has no error map."""
+    params = make_params()
+    runs = []
+    for seed, (base, precision) in enumerate([("spirl", "bf16"), ("spirl", "fp32"), ("de_rainbow", "bf16")]):
+        root = tmp_path / str(seed)
+        write_run(root, ("spirl", "100k", "Frostbite", str(seed)), [[100, 200]], [300])
+        (root / "run.json").write_text(json.dumps({"base": base, "params": {"runtime": {"saliency_precision":
+                                                                                         precision}}}))
+        runs.append(load_run(("spirl", "100k", "Frostbite", str(seed)), root / "eval.json", root / "run.json", params))
+    assert [r.saliency_precision for r in runs] == ["bf16", "fp32", ""]
+    cell = T.measured_cell(runs, 3, 50, 0.95, np.random.default_rng(0))
+    assert cell["deviation"] == "bf16 (seed 0)"
+    row = {k: "" for k in T.CELL_COLUMNS} | {"table": "table1", "part": "scores", "game": "Frostbite",
+                                             "method": "SPIRL", "unit": "return", "status": "complete",
+                                             "deviation": cell["deviation"]}
+    assert "Frostbite, SPIRL: error maps in bf16 (seed 0) (runtime.saliency_precision)" in T.to_markdown(
+        "table1", [row], "desk")

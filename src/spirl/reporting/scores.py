@@ -38,6 +38,8 @@ class RunResult:
         adopted_from: the variant whose run this is, when workflow/scripts/adopt_runs.py adopted it ("" otherwise).
         parameters: the Q-network's trainable parameters, from run.json (None when not recorded).
         updates_per_s: the learner's updates per second of learning time, from run.json (nan when unknown).
+        saliency_precision: runtime.saliency_precision a SPIRL-family run's error maps were computed in ("" when
+            unknown or a pixel run).
     """
 
     key: tuple[str, str, str, str]
@@ -52,6 +54,7 @@ class RunResult:
     adopted_from: str = ""
     parameters: int | None = None
     updates_per_s: float = math.nan
+    saliency_precision: str = ""
 
     @property
     def complete(self) -> bool:
@@ -123,9 +126,11 @@ def load_run(key: Sequence[str], eval_path: Path, run_path: Path, params: Params
     adopted = str(info.get("adopted_from", {}).get("variant", "")) if info else ""
     parameters = info.get("parameters") if info else None
     rate = float(info.get("updates_per_s", math.nan)) if info else math.nan
+    precision = str(info.get("params", {}).get("runtime", {}).get("saliency_precision", "")) \
+        if info and info.get("base") == "spirl" else ""  # only a SPIRL-family run computes error maps
     score = math.nan if reason else final_metric(points, metric)
     return RunResult((variant, regime, game, seed), "incomplete" if reason else "complete", reason, metric, score,
-                     points, wall, device, priority, adopted, parameters, rate)
+                     points, wall, device, priority, adopted, parameters, rate, precision)
 
 
 def episode_rows(results: Sequence[RunResult]) -> list[dict]:

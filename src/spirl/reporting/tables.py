@@ -24,7 +24,7 @@ from spirl.reporting.statistics import AGGREGATE_NOTE, bootstrap_ci, iqm, mean_s
 REFERENCE_COLUMNS = ("table", "method", "variant", "regime", "game", "mean", "std", "unit", "source", "note")
 CELL_COLUMNS = ("table", "part", "game", "method", "variant", "regime", "metric", "unit", "n_seeds", "n_expected",
                 "mean", "std", "ci_low", "ci_high", "paper_mean", "paper_std", "paper_z", "paper_source", "status",
-                "new_priority", "adopted", "note")
+                "new_priority", "adopted", "deviation", "note")
 TITLES = {
     "table1": "Tab. 1: (left) pre-training time; (right) SPIRL vs MAE-All, 100K average",
     "table2": "Tab. 2: SPIRL vs baselines (100K: average at the end; 400K: best median)",
@@ -135,7 +135,9 @@ def measured_cell(runs: Sequence[RunResult], n_expected: int, reps: int, level: 
     out = {"n_seeds": len(done), "n_expected": n_expected, "mean": math.nan, "std": math.nan,
            "ci_low": math.nan, "ci_high": math.nan, "note": "; ".join(problems), "_scores": done,
            "new_priority": ", ".join(sorted({r.new_priority for r in complete if r.new_priority})),
-           "adopted": "; ".join(f"seed {r.key[3]} from {r.adopted_from}" for r in complete if r.adopted_from)}
+           "adopted": "; ".join(f"seed {r.key[3]} from {r.adopted_from}" for r in complete if r.adopted_from),
+           "deviation": ", ".join(sorted({f"bf16 (seed {r.key[3]})" for r in complete
+                                          if r.saliency_precision == "bf16"}))}
     if not done:
         out["status"] = "missing" if all(r.status == "missing" for r in runs) else "incomplete"
         return out
@@ -314,4 +316,7 @@ def to_markdown(name: str, cells: Sequence[Mapping], profile: str) -> str:
                      + "; ".join(f"{m}: {', '.join(sorted(r))}" for m, r in rules.items()) + ".")
     lines += [f"- {c['game']}, {c['method']}: {c['adopted']} (the same parameters; workflow/scripts/adopt_runs.py)"
               for c in cells if c.get("adopted")]
+    lines += [f"- {c['game']}, {c['method']}: error maps in {c['deviation']} (runtime.saliency_precision), a named "
+              "deviation from the released code's fp32 (bench/results/bf16-agreement-*.json: the selections' agreement)"
+              for c in cells if c.get("deviation")]
     return "\n".join(lines + notes) + "\n"
