@@ -62,7 +62,8 @@ def test_desk_evidence_then_restore_round_trips_the_records_only(tmp_path):
     records |= {("results", Path(p)): text for p, text in [
         ("mr/Frostbite/mr.json", "mr"), ("mr/Frostbite/frame_diff/mr.json", "mr*"), ("tables/table2.csv", "table"),
         ("tables/table2.md", "table md"), ("runs.csv", "runs"), ("saliency_quality/Frostbite.json", "recall"),
-        ("saliency_quality.csv", "recall table")]}
+        ("saliency_quality.csv", "recall table"), ("agent_saliency/spirl/100k/Frostbite/0.json", "shares"),
+        ("agent_saliency.md", "shares table")]}
     records |= {("data", Path(p)): text for p, text in [
         (MAE / "loss.csv", "loss"), (MAE / "run.json", "mae run"), (WU / "loss.csv", "wu loss"),
         (WU / "run.json", "wu run"), ("frames/Frostbite/run.json", "frames run"),

@@ -4,7 +4,7 @@
 save     copies the records a reader needs from results/desk/ and data/desk/ to reports/desk/results/ and
          reports/desk/data/ (same relative paths; an older copy there is replaced): each run's eval.json,
          progress.csv and run.json, the mr estimates (mr.json), the tables (tables/), runs.csv, the saliency-quality
-         results, the MAE's and Wu mask's loss.csv and run.json, and the run.json of the collected frames and
+         results, the agent-saliency shares and table, the MAE's and Wu mask's loss.csv and run.json, and the run.json of the collected frames and
          objects. Never frames, models, weights or K histograms (*.npz).
 save-models  copies one game's small trained models to reports/desk/models/: the MAE and the Wu mask
          (data/desk/mae|wu/<game>/model.npz, a few MB each), and while the Wu mask is still training its resume
@@ -44,7 +44,8 @@ def is_record(kind: str, path: PurePosixPath) -> bool:
     """Whether a file (its path relative to <kind>/desk/) is a record that `save` keeps."""
     top, inside = path.parts[0], len(path.parts) > 1
     if kind == "results":
-        return path.name in RESULT_FILES or (top == "tables" and inside) or top.startswith("saliency_quality")
+        return (path.name in RESULT_FILES or (top == "tables" and inside) or top.startswith("saliency_quality")
+                or top.startswith("agent_saliency"))  # the probed runs' shares and their table (SPEC §16)
     return inside and ((top in MODELS and path.name in MODEL_FILES)
                        or (top in COLLECTIONS and path.name == "run.json"))
 
