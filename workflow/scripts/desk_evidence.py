@@ -4,8 +4,8 @@
 save     copies the records a reader needs from results/desk/ and data/desk/ to reports/desk/results/ and
          reports/desk/data/ (same relative paths; an older copy there is replaced): each run's eval.json,
          progress.csv and run.json, the mr estimates (mr.json), the tables (tables/), runs.csv, the saliency-quality
-         results, the agent-saliency shares and table, the MAE's and Wu mask's loss.csv and run.json, and the run.json of the collected frames and
-         objects. Never frames, models, weights or K histograms (*.npz).
+         results, the agent-saliency shares and table, the MAE's and Wu mask's loss.csv and run.json, and the
+         run.json of the collected frames and objects. Never frames, models, weights or K histograms (*.npz).
 save-models  copies one game's small trained models to reports/desk/models/: the MAE and the Wu mask
          (data/desk/mae|wu/<game>/model.npz, a few MB each), and while the Wu mask is still training its resume
          checkpoint (work/desk/wu/<game>/checkpoint.pt: weights, optimiser and pair sampler). The exception to
