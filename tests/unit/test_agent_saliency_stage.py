@@ -47,3 +47,11 @@ def test_table_rows_give_lifts_over_a_uniform_map():
     text = table.markdown(rows, "desk")
     assert "0.30 (0.10; ×3.0)" in text and "| — |" in text
     assert "fig_agent_saliency/spirl/100k/Frostbite/0.png" in text
+
+
+def test_a_run_without_a_record_is_named_not_filled(tmp_path):
+    table = _script("agent_saliency_table")
+    path = tmp_path / "results/desk/agent_saliency/divst_all/100k/Frostbite/0.json"
+    rows = table.table_rows([table.missing_row(path)])
+    assert rows[0]["variant"] == "divst_all" and rows[0]["seed"] == "0" and math.isnan(rows[0]["objects_share"])
+    assert "| divst_all 100k Frostbite seed 0 | — | — (missing: no record" in table.markdown(rows, "desk")
