@@ -117,6 +117,7 @@ def draw(stacks: np.ndarray, maps: list[np.ndarray], boxes: list, selections: li
     for ax, head in zip(axes[0], heads, strict=True):
         ax.set_title(head, fontsize=8)
     fig.suptitle(title, fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (2.6 * len(maps))))  # the title just above the first row
     save_figure(fig, path)
 
 
