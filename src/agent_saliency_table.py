@@ -20,7 +20,7 @@ def missing_row(path: Path) -> dict:
     """The row of a probed run without a record (.../agent_saliency/<variant>/<regime>/<game>/<seed>.json): named,
     nothing measured (`make report-now` builds the table from the records there are)."""
     variant, regime, game = path.parts[-4:-1]
-    return {"variant": variant, "regime": regime, "game": game, "seed": path.stem, "frames": 0,
+    return {"variant": variant, "regime": regime, "game": game, "seed": path.stem, "frames": 0, "seconds": None,
             "status": "missing: no record (the stage has not run, e.g. the run's weights are not here)"}
 
 

@@ -52,6 +52,11 @@ def test_table_rows_give_lifts_over_a_uniform_map():
 def test_a_run_without_a_record_is_named_not_filled(tmp_path):
     table = _script("agent_saliency_table")
     path = tmp_path / "results/desk/agent_saliency/divst_all/100k/Frostbite/0.json"
-    rows = table.table_rows([table.missing_row(path)])
+    record = {"wildcards": {"variant": "spirl", "regime": "100k", "game": "Frostbite", "seed": 0}, "wall_time_s": 3.0,
+              "result": {"n_frames": 6, "mean": {"objects_share": 0.3, "objects_area": 0.1}}}
+    rows = table.table_rows([table.missing_row(path), record])
     assert rows[0]["variant"] == "divst_all" and rows[0]["seed"] == "0" and math.isnan(rows[0]["objects_share"])
+    assert set(rows[0]) == set(rows[1])  # one CSV header fits both
+    table.write_csv(rows, tmp_path / "t.csv")
+    assert (tmp_path / "t.csv").read_text().count("\n") == 3
     assert "| divst_all 100k Frostbite seed 0 | — | — (missing: no record" in table.markdown(rows, "desk")
