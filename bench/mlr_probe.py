@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import sys
 import time
@@ -24,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from spirl.agents.mlr.loss import projection
+from spirl.agents.mlr.masking import apply_masks, draw_masks
 from spirl.agents.represent import representation_for_run
 from spirl.common.io import atomic_path
 from spirl.common.runinfo import emit_bench
@@ -47,6 +50,31 @@ def summary(rows: list[dict], window: int) -> list[dict]:
     return out
 
 
+@torch.no_grad()
+def target_spread(run: TrainingRun, batch_size: int = 32) -> dict:
+    """How alike the MLR targets ȳ of different frames are, on one replay batch of windows: the mean and least cosine
+    between the targets of different (sample, step) pairs; and how well the predictions ŷ match them, plainly and with
+    the batch's mean target taken from both (the centred cosine: does ŷ carry what is particular to its frame?). A loss
+    near 0 with targets this alike says the projections agree across frames, not that each frame was rebuilt."""
+    branch, net, s = run.agent.mlr, run.agent.online, run.agent.mlr.settings
+    batch = run.replay.sample(batch_size, run.beta(), window=run.window)
+    obs, actions = torch.as_tensor(batch["window_obs"]), torch.as_tensor(batch["window_actions"])
+    b, t, height = obs.shape[0], obs.shape[1], obs.shape[3]
+    clean = obs.flatten(0, 1).float() / 255.0
+    target = branch.target.project(branch._latents(branch.target.encoder, clean, (b, t))).flatten(0, 1)  # [B·T, P]
+    unit = torch.nn.functional.normalize(target, dim=-1)
+    pairs = unit @ unit.T  # [B·T, B·T]
+    others = pairs[~torch.eye(len(unit), dtype=torch.bool)]
+    masks = draw_masks(branch.mask_rng, t, s.cube_depth, s.mask_ratio, height, s.mask_cell_px)
+    states = branch._latents(net.encoder, apply_masks(obs, masks, s.masked_scale).flatten(0, 1), (b, t))
+    predicted = branch.predictor(projection(net.head, branch.decoder(states, actions))).flatten(0, 1)  # [B·T, P]
+    mean = target.mean(dim=0, keepdim=True)  # what every frame's target shares
+    centred = torch.nn.functional.cosine_similarity(predicted - mean, target - mean, dim=-1)
+    return {"targets_mean_pairwise_cosine": float(others.mean()), "targets_min_pairwise_cosine": float(others.min()),
+            "prediction_cosine": float(torch.nn.functional.cosine_similarity(predicted, target, dim=-1).mean()),
+            "centred_prediction_cosine": float(centred.mean()), "pairs": int(others.numel()), "batch": b, "window": t}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="desk")
@@ -58,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint-seconds", type=float, default=600.0)
     parser.add_argument("--out-dir", type=Path, required=True)
     parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument("--diagnose-only", action="store_true",
+                        help="load the probe's checkpoint, measure target_spread and add it to its JSON; no training")
     args = parser.parse_args(argv)
     params = resolve_variant(load_params(param_files(args.profile)), args.variant)
     if not params.mlr.loss:
@@ -74,6 +104,15 @@ def main(argv: list[str] | None = None) -> int:
         with rows_path.open() as fh:  # the rows up to the checkpoint (later ones were not saved with it)
             rows = [{k: float(v) if k not in ("update", "env_step") else int(v) for k, v in r.items()}
                     for r in csv.DictReader(fh) if int(r["update"]) <= run.agent.updates]
+    if args.diagnose_only:
+        record_path = args.out_dir / f"{name}.json"
+        if not checkpoint.is_file() or not record_path.is_file():
+            parser.error(f"--diagnose-only needs {checkpoint} and {record_path}")
+        record = json.loads(record_path.read_text())
+        record["results"]["target_spread"] = {"at_update": run.agent.updates, **target_spread(run)}
+        with atomic_path(record_path) as tmp:
+            tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        return 0
     learner, start, saved = SingleLearner(run.agent), time.perf_counter(), time.perf_counter()
     while run.state.env_step < args.env_steps and time.perf_counter() - start < args.max_seconds:
         before, began = run.agent.updates, time.perf_counter()
@@ -93,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                 writer.writeheader()
                 writer.writerows(rows)
             saved = time.perf_counter()
+    run.save(checkpoint)  # the end too, so --diagnose-only reads the probe's last state
     args.out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(args.out_dir / f"{name}-updates.csv") as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, FIELDS)
@@ -107,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
                             "learn_start_env_steps": run.learn_start,
                             "seconds_per_update_median": float(np.median(learned)) if learned else None,
                             "first_updates": rows[:5], "windows": summary(rows, max(1, len(rows) // 20)),
+                            "target_spread": {"at_update": run.agent.updates, **target_spread(run)}
+                            if run.agent.updates else None,
                             "note": "no evaluation: the probe stops long before a run's end"},
                 "device": {"torch_device": "cpu"}}, args.out_dir / f"{name}.json")
     return 0
