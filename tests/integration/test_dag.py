@@ -144,7 +144,9 @@ def test_paper_profile_plans_every_per_game_stage_for_the_four_games():
                      if j["rule"] == "estimate_mr_scorer")
     assert scorers == sorted(["mae_untrained", "frame_diff", "random", "wu_mask"] * 4)  # SPEC §13: one mr* each
     runs = [re.findall(r"--(variant|regime|game|seed) (\S+)", j["cmd"]) for j in smk.values() if j["rule"] == "train"]
-    assert len(runs) == 330 + 60  # Tables 1, 2, 3, 11, 14, 15 and the criteria table's 3 scorer variants x 4 x 5
+    # Tables 1, 2, 3, 11, 14, 15; the criteria table's 3 scorer variants, the MLR table's 3 variants and the
+    # space-time table's 2 aggregators, each x 4 games x 5 seeds
+    assert len(runs) == 330 + 60 + 60 + 40
     seeds = {}
     for run in map(dict, runs):
         seeds.setdefault(run["variant"], set()).add(int(run["seed"]))
@@ -213,7 +215,8 @@ def test_outputs_are_namespaced_per_profile():
         params = load_params([ROOT / f for f in param_files(profile)])
         for outputs, job in snakemake_plan(profile).items():
             if STAGES[job["rule"]].published:  # the active profile's tables at results/tableN.csv and .md
-                assert all(re.fullmatch(r"results/(table\d+|criteria)\.(csv|md)", o) for o in outputs), outputs
+                assert all(re.fullmatch(r"results/(table\d+|table_mlr|table_st|criteria)\.(csv|md)", o)
+                           for o in outputs), outputs
                 continue
             assert all(o.startswith((f"data/{profile}/", f"results/{profile}/", f"reports/{profile}/"))
                        for o in outputs), outputs

@@ -53,7 +53,11 @@ TINY = {
                                                        "mlr": {"overrides": {"train": {"learn_start_env_steps": 30}}}},
                    # the criteria stages with three scorers and one scorer variant (the others: test_train, unit)
                    "tables": {"criteria": {"runs": [{"variant": "spirl", "regime": "100k"},
-                                                    {"variant": "spirl_wu", "regime": "100k"}]}}},
+                                                    {"variant": "spirl_wu", "regime": "100k"}]},
+                              # one run each of the MLR and space-time tables (their other variants: unit tests and
+                              # `make smoke`)
+                              "table_mlr": {"runs": [{"variant": "mlr", "regime": "100k"}]},
+                              "table_st": {"runs": [{"variant": "divst_all", "regime": "100k"}]}}},
     "atari": {"frame_size_px": 32, "max_episode_agent_steps": 30},
     "collect": {"frames_per_game": {"Seaquest": 200}},
     "mae": {"epochs": 1, "warmup_epochs": 0},
