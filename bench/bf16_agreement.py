@@ -90,6 +90,12 @@ def incremental_speed(model, frames: np.ndarray, starts: np.ndarray, settings, t
         torch.set_num_threads(before)
 
 
+def speeds(model, frames: np.ndarray, starts: np.ndarray, fp32, bf16) -> dict[str, float]:
+    """Seconds per frame of incremental error maps, fp32 and bf16, on 1 and 2 threads (interleaved by precision)."""
+    return {f"{name}_{threads}_threads_s_per_frame": incremental_speed(model, frames, starts, settings, threads)
+            for name, settings in (("fp32", fp32), ("bf16", bf16)) for threads in (1, 2)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", nargs="+", type=Path, required=True)
@@ -99,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-frames", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=16, help="frames per error-map call (agreement part)")
     parser.add_argument("--speed-frames", type=int, default=100, help="consecutive frames per throughput timing")
+    parser.add_argument("--speed-only", action="store_true",
+                        help="only the incremental throughput (item 2), e.g. again on an idle machine")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     params = load_params(args.params)
@@ -110,6 +118,17 @@ def main(argv: list[str] | None = None) -> int:
     fp32 = dataclasses.replace(error_map_settings(params, model), dtype=None)
     bf16 = dataclasses.replace(fp32, dtype=torch.bfloat16)
     load = [os.getloadavg()[0]]
+    if args.speed_only:
+        speed = speeds(model, frames[: args.speed_frames], starts[: args.speed_frames], fp32, bf16)
+        load.append(os.getloadavg()[0])
+        emit_bench({"bench": "bf16_speed", "game": args.game,
+                    "settings": {"params": [str(p) for p in args.params], "model": str(args.model),
+                                 "frames": str(args.frames), "speed_frames": min(args.speed_frames, len(frames)),
+                                 "load_average_1min_before_after": load},
+                    "results": {"incremental": speed, "two_thread_speedup": {
+                        name: speed[f"{name}_1_threads_s_per_frame"] / speed[f"{name}_2_threads_s_per_frame"]
+                        for name in ("fp32", "bf16")}}, "device": {"torch_device": "cpu"}}, args.out)
+        return 0
     maps_fp32, s_fp32 = full_maps(model, frames, fp32, args.batch)
     maps_bf16, s_bf16 = full_maps(model, frames, bf16, args.batch)
     n = model.config.num_patches
@@ -123,12 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                                             "max": float(relative.max())},
               "full_maps_s_per_frame": {"fp32": s_fp32, "bf16": s_bf16, "speedup": s_fp32 / s_bf16}}
     speed_frames = frames[: args.speed_frames]
-    speed = {}
-    for name, settings in (("fp32", fp32), ("bf16", bf16)):
-        for threads in (1, 2):
-            speed[f"{name}_{threads}_threads_s_per_frame"] = incremental_speed(model, speed_frames,
-                                                                               starts[: args.speed_frames],
-                                                                               settings, threads)
+    speed = speeds(model, speed_frames, starts[: args.speed_frames], fp32, bf16)
     load.append(os.getloadavg()[0])
     result["incremental"] = speed
     result["rule"] = (f"bf16 may serve a CPU run as a named deviation only if the capped selection is identical on "

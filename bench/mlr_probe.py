@@ -50,6 +50,28 @@ def summary(rows: list[dict], window: int) -> list[dict]:
     return out
 
 
+def plot_probe(rows: list[dict], title: str, path: Path) -> None:
+    """The probe's curves: L_MLR (log scale) and the cosine of ŷ and ȳ over updates, the RL loss beside them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from spirl.common.plots import save_figure
+
+    updates = [r["update"] for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3))
+    for ax, key, label in zip(axes, ("mlr_loss", "cosine", "rl_loss"), ("L_MLR = mean w(2 − 2cos)", "cos(ŷ, ȳ)",
+                                                                        "C51 loss"), strict=True):
+        ax.plot(updates, [r[key] for r in rows], lw=0.8)
+        ax.set_xlabel("update")
+        ax.set_title(label, fontsize=9)
+    axes[0].set_yscale("log")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
 @torch.no_grad()
 def target_spread(run: TrainingRun, batch_size: int = 32) -> dict:
     """How alike the MLR targets ȳ of different frames are, on one replay batch of windows: the mean and least cosine
@@ -112,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         record["results"]["target_spread"] = {"at_update": run.agent.updates, **target_spread(run)}
         with atomic_path(record_path) as tmp:
             tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        with (args.out_dir / f"{name}-updates.csv").open() as fh:
+            done = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(fh)]
+        plot_probe(done, f"{args.variant} on {args.game} ({args.profile}): {len(done)} updates", args.out_dir /
+                   f"{name}.png")
         return 0
     learner, start, saved = SingleLearner(run.agent), time.perf_counter(), time.perf_counter()
     while run.state.env_step < args.env_steps and time.perf_counter() - start < args.max_seconds:
@@ -138,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         writer = csv.DictWriter(fh, FIELDS)
         writer.writeheader()
         writer.writerows(rows)
+    if rows:
+        plot_probe(rows, f"{args.variant} on {args.game} ({args.profile}): {len(rows)} updates",
+                   args.out_dir / f"{name}.png")
     learned = [r["wall_s"] for r in rows]
     emit_bench({"bench": "mlr_probe", "settings": {"profile": args.profile, "variant": args.variant,
                                                    "game": args.game, "seed": args.seed, "env_steps": args.env_steps,
